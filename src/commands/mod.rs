@@ -1,0 +1,99 @@
+//! One module per verb. Commands return an `Outcome`; only `lib::run` writes to the
+//! terminal.
+
+mod list;
+mod print;
+mod schema;
+mod show;
+mod validate;
+
+use std::collections::BTreeMap;
+
+use crate::cli::{Cli, Command};
+use crate::runbook::catalog::{Catalog, Entry, Origin};
+use crate::runbook::{Diagnostic, Runbook, load, validate as checks};
+use crate::{Error, Outcome};
+
+pub use schema::schema_json;
+
+pub fn dispatch(cli: &Cli, color: bool) -> Result<Outcome, Error> {
+    match &cli.command {
+        Command::List { output } => list::run(&catalog(cli)?, *output),
+        Command::Show { name } => show::run(&catalog(cli)?.resolve(name)?, color),
+        Command::Validate { paths } => validate::run(&catalog(cli)?, paths, color),
+        Command::Print {
+            name,
+            format,
+            set,
+            output,
+        } => print::run(
+            &catalog(cli)?.resolve(name)?,
+            *format,
+            &parse_sets(set)?,
+            output.as_deref(),
+            color,
+        ),
+        Command::Schema => Ok(Outcome {
+            stdout: schema_json(),
+            ..Outcome::default()
+        }),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "drctl", &mut buf);
+            Ok(Outcome {
+                stdout: String::from_utf8_lossy(&buf).into_owned(),
+                ..Outcome::default()
+            })
+        }
+    }
+}
+
+fn catalog(cli: &Cli) -> Result<Catalog, Error> {
+    Ok(Catalog::load(cli.runbooks.as_deref())?)
+}
+
+/// `KEY=VALUE` pairs of `--set`.
+pub fn parse_sets(sets: &[String]) -> Result<BTreeMap<String, String>, Error> {
+    let mut out = BTreeMap::new();
+    for s in sets {
+        let Some((k, v)) = s.split_once('=') else {
+            return Err(Error::Usage(format!(
+                "`--set {s}` is not KEY=VALUE; write e.g. `--set control_plane=cp1`"
+            )));
+        };
+        out.insert(k.trim().to_owned(), v.to_owned());
+    }
+    Ok(out)
+}
+
+/// Parse and check one runbook: the runbook when it has no errors, and every diagnostic.
+pub fn load_checked(entry: &Entry) -> (Option<Runbook>, Vec<Diagnostic>) {
+    let label = entry.label();
+    match load::parse(&label, &entry.text) {
+        Ok(rb) => {
+            let expected = match &entry.origin {
+                Origin::Builtin => Some(entry.name.as_str()),
+                Origin::File(_) => None,
+            };
+            let diags = checks::check(&label, &entry.text, &rb, expected);
+            let ok = !diags.iter().any(Diagnostic::is_error);
+            (ok.then_some(rb), diags)
+        }
+        Err(d) => (None, vec![d]),
+    }
+}
+
+/// Load a runbook for a command that needs a valid one; its errors become the failure.
+pub fn load_valid(entry: &Entry, color: bool) -> Result<(Runbook, String), Error> {
+    let (rb, diags) = load_checked(entry);
+    let rendered: String = diags.iter().map(|d| d.render(color)).collect();
+    match rb {
+        Some(rb) => Ok((rb, rendered)),
+        None => Err(Error::Invalid(format!(
+            "{} has errors; fix them first (`drctl validate {}`)\n{rendered}",
+            entry.label(),
+            entry.label()
+        ))),
+    }
+}

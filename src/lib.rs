@@ -1,0 +1,95 @@
+//! drctl: disaster-recovery runbooks as code.
+//!
+//! `run()` is the whole program: arguments -> command -> output -> exit code.
+
+pub mod cli;
+pub mod commands;
+pub mod render;
+pub mod runbook;
+
+use std::io::{IsTerminal, Write};
+
+use clap::Parser;
+
+/// Exit codes (documented in docs/operations.md).
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// A runbook has errors (validate), or a step failed.
+    pub const FAILED: i32 = 1;
+    /// Bad command-line usage.
+    pub const USAGE: i32 = 2;
+    /// A runbook, file or directory could not be found or read.
+    pub const NOT_FOUND: i32 = 3;
+}
+
+/// Errors of the command layer, each with an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Catalog(#[from] runbook::catalog::CatalogError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Catalog(runbook::catalog::CatalogError::NotFound { .. })
+            | Error::Catalog(runbook::catalog::CatalogError::ReadDir { .. })
+            | Error::Catalog(runbook::catalog::CatalogError::ReadFile { .. }) => exit::NOT_FOUND,
+            Error::Catalog(_) | Error::Invalid(_) => exit::FAILED,
+            Error::Usage(_) => exit::USAGE,
+            Error::Write { .. } => exit::NOT_FOUND,
+        }
+    }
+}
+
+/// What a command produced: text for stdout, text for stderr, and the exit code.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
+}
+
+/// Run drctl with the process's arguments; returns the exit code.
+pub fn run() -> i32 {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let color = match cli.color {
+        cli::ColorChoice::Always => true,
+        cli::ColorChoice::Never => false,
+        cli::ColorChoice::Auto => {
+            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
+    };
+    match commands::dispatch(&cli, color) {
+        Ok(out) => {
+            // A closed pipe (`drctl print x | head`) is not an error worth reporting.
+            let _ = std::io::stdout().write_all(out.stdout.as_bytes());
+            let _ = std::io::stderr().write_all(out.stderr.as_bytes());
+            out.code
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            e.exit_code()
+        }
+    }
+}
