@@ -41,6 +41,51 @@ pub enum ColorChoice {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Progress for people (spinners on a terminal, plain lines otherwise).
+    Human,
+    /// One JSON event per line.
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Markdown,
+    Json,
+}
+
+/// Options shared by `run` and `resume`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// No prompts: mutations proceed, and anything that needs a person (a manual step, a
+    /// missing input or decision) stops the run, journalled and resumable.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// An input (`name=value`) or the answer to a decision step (`step-id=value`); repeatable.
+    /// Secrets given here show in `ps` and shell history: prefer DRCTL_INPUT_NAME or the prompt.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// An input read from a file (`name=PATH`); repeatable.
+    #[arg(long = "set-file", value_name = "KEY=PATH")]
+    pub set_file: Vec<String>,
+    /// Confirm a manual (or `confirm: always`) step from the command line; repeatable.
+    #[arg(long = "confirm", value_name = "STEP")]
+    pub confirm: Vec<String>,
+    /// Progress format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// Where runs are recorded (default: $XDG_STATE_HOME/drctl or ~/.local/state/drctl).
+    #[arg(long, env = "DRCTL_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Take over the lock of a run whose drctl process is gone (same host only).
+    #[arg(long)]
+    pub take_over_lock: bool,
+    /// Benchmark only: do not write the journal.
+    #[arg(long, hide = true)]
+    pub no_journal: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ListFormat {
     Text,
     Json,
@@ -95,6 +140,75 @@ pub enum Command {
         /// Write to a file instead of standard output.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+
+    /// Run a runbook against the real systems (or rehearse it with --dry-run).
+    #[command(after_help = "Examples:
+  drctl run etcd-restore                         interactive: asks before each change
+  drctl run cluster-rebuild --dry-run            rehearsal: every read for real, no change
+  DRCTL_INPUT_AWS_SECRET_ACCESS_KEY=... drctl run vault-kms-credentials-lost --yes --set aws_access_key_id=AKIA...
+  drctl run cluster-rebuild --set restore-source=offsite   answer a decision step
+
+Exit codes: 0 done, 1 a step failed (or a rehearsal found problems), 2 usage,
+3 not found, 4 waiting for the operator (resume later), 5 locked by another run,
+6 the runbook changed since the run began, 130 aborted (Ctrl-C).")]
+    Run {
+        /// A runbook name, or the path of a runbook file.
+        name: String,
+        /// Rehearse: run every read-only action for real, show every mutation without doing it.
+        #[arg(long)]
+        dry_run: bool,
+        /// Start at this step (earlier steps are skipped).
+        #[arg(long, value_name = "STEP")]
+        from: Option<String>,
+        /// Run only this step (repeatable).
+        #[arg(long, value_name = "STEP")]
+        only: Vec<String>,
+        /// Start a new run even if an unfinished one of this runbook exists.
+        #[arg(long)]
+        new: bool,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+
+    /// Continue an unfinished run (default: the newest one).
+    #[command(after_help = "Examples:
+  drctl resume                                   the newest unfinished run
+  drctl resume etcd-restore-20261122-031500-a1b2 --yes --resolve restore-snapshot=done
+
+A step that was running when drctl stopped is shown as interrupted: re-run it, mark it
+done (after checking) or skip it. Idempotent steps, and steps whose check proves them
+done, continue on their own. Secret inputs are asked again.")]
+    Resume {
+        /// The run (`drctl runs` lists them).
+        run_id: Option<String>,
+        /// What to do with an interrupted step: `STEP=rerun`, `STEP=done` or `STEP=skip`.
+        #[arg(long, value_name = "STEP=ACTION")]
+        resolve: Vec<String>,
+        /// Resume even though the runbook changed since the run began.
+        #[arg(long)]
+        allow_changed: bool,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+
+    /// List recorded runs: state, runbook, operator, start, last step.
+    #[command(after_help = "Example:\n  drctl runs\n  drctl runs --state-dir /mnt/usb/drctl-state")]
+    Runs {
+        #[arg(long, env = "DRCTL_STATE_DIR", value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+
+    /// The incident timeline of a run, for the postmortem.
+    #[command(
+        after_help = "Examples:\n  drctl report etcd-restore-20261122-031500-a1b2 > incident.md\n  drctl report RUN_ID --format json"
+    )]
+    Report {
+        run_id: String,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
+        format: ReportFormat,
+        #[arg(long, env = "DRCTL_STATE_DIR", value_name = "DIR")]
+        state_dir: Option<PathBuf>,
     },
 
     /// Print the JSON Schema of the runbook format (for editors).

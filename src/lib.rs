@@ -4,8 +4,10 @@
 
 pub mod cli;
 pub mod commands;
+pub mod exec;
 pub mod render;
 pub mod runbook;
+pub mod secret;
 
 use std::io::{IsTerminal, Write};
 
@@ -18,8 +20,17 @@ pub mod exit {
     pub const FAILED: i32 = 1;
     /// Bad command-line usage.
     pub const USAGE: i32 = 2;
-    /// A runbook, file or directory could not be found or read.
+    /// A runbook, file, directory or run could not be found or read.
     pub const NOT_FOUND: i32 = 3;
+    /// The run stopped waiting for the operator (a manual step under --yes, an
+    /// interrupted step to decide on, an unfinished run to resume).
+    pub const NEEDS_OPERATOR: i32 = 4;
+    /// Another run of this runbook holds the lock.
+    pub const LOCKED: i32 = 5;
+    /// The runbook changed since the run began (resume refused).
+    pub const CHANGED: i32 = 6;
+    /// Aborted by the operator (Ctrl-C, abort at a prompt).
+    pub const ABORTED: i32 = 130;
 }
 
 /// Errors of the command layer, each with an exit code.
@@ -36,6 +47,12 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
+    #[error("{message}")]
+    Run { code: i32, message: String },
+    #[error(transparent)]
+    Journal(#[from] exec::journal::JournalError),
+    #[error(transparent)]
+    Engine(#[from] exec::engine::EngineError),
 }
 
 impl Error {
@@ -47,6 +64,9 @@ impl Error {
             Error::Catalog(_) | Error::Invalid(_) => exit::FAILED,
             Error::Usage(_) => exit::USAGE,
             Error::Write { .. } => exit::NOT_FOUND,
+            Error::Run { code, .. } => *code,
+            Error::Journal(exec::journal::JournalError::NotFound(_)) => exit::NOT_FOUND,
+            Error::Journal(_) | Error::Engine(_) => exit::FAILED,
         }
     }
 }
@@ -86,6 +106,13 @@ pub fn run() -> i32 {
             let _ = std::io::stdout().write_all(out.stdout.as_bytes());
             let _ = std::io::stderr().write_all(out.stderr.as_bytes());
             out.code
+        }
+        Err(Error::Run {
+            code: exit::OK,
+            message,
+        }) => {
+            let _ = writeln!(std::io::stderr(), "{message}");
+            exit::OK
         }
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e}");

@@ -3,6 +3,9 @@
 
 mod list;
 mod print;
+mod report;
+pub mod run;
+mod runs;
 mod schema;
 mod show;
 mod validate;
@@ -33,6 +36,50 @@ pub fn dispatch(cli: &Cli, color: bool) -> Result<Outcome, Error> {
             output.as_deref(),
             color,
         ),
+        Command::Run {
+            name,
+            dry_run,
+            from,
+            only,
+            new,
+            args,
+        } => {
+            let catalog = catalog(cli)?;
+            let entry = catalog.resolve(name)?;
+            run::run(
+                &catalog,
+                run::Start::New {
+                    entry,
+                    dry_run: *dry_run,
+                    from: from.clone(),
+                    only: only.clone(),
+                    new: *new,
+                },
+                args,
+                color,
+            )
+        }
+        Command::Resume {
+            run_id,
+            resolve,
+            allow_changed,
+            args,
+        } => run::run(
+            &catalog(cli)?,
+            run::Start::Resume {
+                run_id: run_id.clone(),
+                resolve: resolve.clone(),
+                allow_changed: *allow_changed,
+            },
+            args,
+            color,
+        ),
+        Command::Runs { state_dir } => runs::run(&run::state_dir(state_dir.as_deref())?),
+        Command::Report {
+            run_id,
+            format,
+            state_dir,
+        } => report::run(&run::state_dir(state_dir.as_deref())?, run_id, *format),
         Command::Schema => Ok(Outcome {
             stdout: schema_json(),
             ..Outcome::default()

@@ -3,3 +3,5 @@
 pub mod checklist;
 pub mod context;
 pub mod equivalent;
+pub mod progress;
+pub mod report;

@@ -122,16 +122,14 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             b'+' => out.push(b' '),
             b => out.push(b),
         }
@@ -195,7 +193,11 @@ pub async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_string();
     if std::env::var_os("KUBESIM_DEBUG").is_some() {
         let h = |n: hyper::header::HeaderName| {
-            req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string()
+            req.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string()
         };
         eprintln!(
             "kubesim: {} {} content-type={} accept={}",
@@ -241,7 +243,8 @@ fn parse_object(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
         return serde_yaml::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("invalid YAML body: {e}")));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 async fn route(sim: &Arc<Sim>, req: Request<Incoming>) -> Result<Resp, ApiError> {
@@ -273,14 +276,23 @@ async fn route(sim: &Arc<Sim>, req: Request<Incoming>) -> Result<Resp, ApiError>
         sub,
     } = target;
     let wants_table = accept.contains("as=Table");
-    let include_object = query.get("includeObject").map(String::as_str).unwrap_or("Metadata");
+    let include_object = query
+        .get("includeObject")
+        .map(String::as_str)
+        .unwrap_or("Metadata");
     let dry_run = query.contains_key("dryRun");
 
     match (method.clone(), name, sub.as_deref()) {
         (Method::GET, None, None) => {
-            let labels = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
-            let fields = FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
-            let ns_filter = if rt.namespaced && !ns.is_empty() { Some(ns.as_str()) } else { None };
+            let labels =
+                LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
+            let fields =
+                FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
+            let ns_filter = if rt.namespaced && !ns.is_empty() {
+                Some(ns.as_str())
+            } else {
+                None
+            };
             if matches!(query.get("watch").map(String::as_str), Some("1" | "true")) {
                 let params = WatchParams {
                     ns: ns_filter.map(str::to_string),
@@ -303,7 +315,11 @@ async fn route(sim: &Arc<Sim>, req: Request<Incoming>) -> Result<Resp, ApiError>
             let rv = store.resource_version().to_string();
             if wants_table {
                 let t = table::table(&store, &rt, &items, &rv, include_object);
-                return Ok(json_typed(200, &t, "application/json;as=Table;v=v1;g=meta.k8s.io"));
+                return Ok(json_typed(
+                    200,
+                    &t,
+                    "application/json;as=Table;v=v1;g=meta.k8s.io",
+                ));
             }
             Ok(json_response(
                 200,
@@ -321,13 +337,20 @@ async fn route(sim: &Arc<Sim>, req: Request<Incoming>) -> Result<Resp, ApiError>
             if wants_table {
                 let rv = store.resource_version().to_string();
                 let t = table::table(&store, &rt, &[obj], &rv, include_object);
-                return Ok(json_typed(200, &t, "application/json;as=Table;v=v1;g=meta.k8s.io"));
+                return Ok(json_typed(
+                    200,
+                    &t,
+                    "application/json;as=Table;v=v1;g=meta.k8s.io",
+                ));
             }
             Ok(json_response(200, &obj))
         }
         (Method::GET, Some(name), Some("log")) if rt.key() == "/pods" => {
             let obj = sim.store().get(&rt, &ns, &name)?;
-            Ok(text_response(200, crate::controllers::pod_log(sim, &obj, &query)))
+            Ok(text_response(
+                200,
+                crate::controllers::pod_log(sim, &obj, &query),
+            ))
         }
         (Method::POST, None, None) => {
             let (ct, body) = read_body(req).await?;
@@ -339,7 +362,9 @@ async fn route(sim: &Arc<Sim>, req: Request<Incoming>) -> Result<Resp, ApiError>
                 ));
             }
             if dry_run {
-                return Err(ApiError::BadRequest("dryRun is not supported by kubesim".into()));
+                return Err(ApiError::BadRequest(
+                    "dryRun is not supported by kubesim".into(),
+                ));
             }
             let created = sim.store().create(&rt, &ns, obj, Scope::Main)?;
             Ok(json_response(201, &as_version(created, &rt, &version)))
@@ -409,18 +434,28 @@ async fn route(sim: &Arc<Sim>, req: Request<Incoming>) -> Result<Resp, ApiError>
                 &ns,
                 &name,
                 opts.pointer("/preconditions/uid").and_then(Value::as_str),
-                opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str),
+                opts.pointer("/preconditions/resourceVersion")
+                    .and_then(Value::as_str),
             )?;
             Ok(json_response(200, &as_version(deleted, &rt, &version)))
         }
         (Method::DELETE, None, None) => {
-            let labels = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
-            let fields = FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
+            let labels =
+                LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
+            let fields =
+                FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
             let mut store = sim.store();
-            let ns_filter = if rt.namespaced && !ns.is_empty() { Some(ns.as_str()) } else { None };
+            let ns_filter = if rt.namespaced && !ns.is_empty() {
+                Some(ns.as_str())
+            } else {
+                None
+            };
             for obj in store.list(&rt, ns_filter) {
                 if labels.matches(&obj) && fields.matches(&obj) {
-                    let (n, nm) = (meta_str(&obj, "namespace").to_string(), meta_str(&obj, "name").to_string());
+                    let (n, nm) = (
+                        meta_str(&obj, "namespace").to_string(),
+                        meta_str(&obj, "name").to_string(),
+                    );
                     store.delete(&rt, &n, &nm, None, None)?;
                 }
             }
@@ -500,14 +535,20 @@ fn stream_response(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>, table: boo
     r
 }
 
-fn watch(sim: &Arc<Sim>, p: WatchParams, query: &HashMap<String, String>) -> Result<Resp, ApiError> {
+fn watch(
+    sim: &Arc<Sim>,
+    p: WatchParams,
+    query: &HashMap<String, String>,
+) -> Result<Resp, ApiError> {
     let requested_rv: Option<u64> = query.get("resourceVersion").and_then(|v| v.parse().ok());
     let timeout = query
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
         .map(Duration::from_secs)
         .unwrap_or(Duration::from_secs(1800));
-    let bookmarks = query.get("allowWatchBookmarks").is_some_and(|v| v == "true");
+    let bookmarks = query
+        .get("allowWatchBookmarks")
+        .is_some_and(|v| v == "true");
     let initial_events = query.get("sendInitialEvents").is_some_and(|v| v == "true");
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(256);
     let key = p.rt.key();

@@ -30,9 +30,7 @@ impl Body for SimBody {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match self.get_mut() {
             SimBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            SimBody::Stream(rx) => rx
-                .poll_recv(cx)
-                .map(|o| o.map(|r| r.map(Frame::data))),
+            SimBody::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data))),
         }
     }
 

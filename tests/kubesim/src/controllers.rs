@@ -46,7 +46,10 @@ fn crd_type(store: &Store, group: &str, kind: &str) -> Option<ResourceType> {
 /// Writes `obj` back (everything, status included); errors mean it changed or vanished, and
 /// the next tick sees the new state.
 fn put(store: &mut Store, rt: &ResourceType, obj: Value) {
-    let (ns, name) = (meta_str(&obj, "namespace").to_string(), meta_str(&obj, "name").to_string());
+    let (ns, name) = (
+        meta_str(&obj, "namespace").to_string(),
+        meta_str(&obj, "name").to_string(),
+    );
     let _ = store.update(rt, &ns, &name, obj, Scope::Internal);
 }
 
@@ -72,7 +75,7 @@ fn terminating(obj: &Value) -> bool {
 
 fn reconcile(store: &mut Store, sc: &Scenario, mem: &mut Memory) {
     store.reap_namespaces();
-    workloads(store, sc);
+    workloads(store);
     jobs(store, sc, mem);
     pods(store, sc);
     velero(store, sc);
@@ -88,11 +91,15 @@ fn pod_ready(pod: &Value) -> bool {
 fn pods(store: &mut Store, sc: &Scenario) {
     let rt = store.core("pods");
     for pod in store.list(&rt, None) {
-        if terminating(&pod) || pod.pointer("/status/phase").and_then(Value::as_str) != Some("Pending") {
+        if terminating(&pod)
+            || pod.pointer("/status/phase").and_then(Value::as_str) != Some("Pending")
+        {
             continue;
         }
         let age = ms(store.age(&pod));
-        let job = pod.pointer("/metadata/labels/job-name").and_then(Value::as_str);
+        let job = pod
+            .pointer("/metadata/labels/job-name")
+            .and_then(Value::as_str);
         let mut next = pod.clone();
         let containers: Vec<Value> = pod
             .pointer("/spec/containers")
@@ -103,9 +110,11 @@ fn pods(store: &mut Store, sc: &Scenario) {
             Value::Array(
                 containers
                     .iter()
-                    .map(|c| json!({"name": c.get("name").cloned().unwrap_or(json!("main")),
+                    .map(|c| {
+                        json!({"name": c.get("name").cloned().unwrap_or(json!("main")),
                         "image": c.get("image").cloned().unwrap_or(json!("")),
-                        "ready": ready, "restartCount": 0, "started": ready, "state": state}))
+                        "ready": ready, "restartCount": 0, "started": ready, "state": state})
+                    })
                     .collect(),
             )
         };
@@ -113,7 +122,10 @@ fn pods(store: &mut Store, sc: &Scenario) {
             if age < sc.job_complete_after_ms {
                 continue;
             }
-            let failed = sc.jobs_failing.iter().any(|j| job == j || job.starts_with(&format!("{j}-")));
+            let failed = sc
+                .jobs_failing
+                .iter()
+                .any(|j| job == j || job.starts_with(&format!("{j}-")));
             let phase = if failed { "Failed" } else { "Succeeded" };
             let code = i32::from(failed);
             next["status"] = json!({
@@ -127,7 +139,11 @@ fn pods(store: &mut Store, sc: &Scenario) {
             if sc.pods_never_ready.contains(&key) {
                 continue;
             }
-            let after = sc.pod_ready_after_ms_for.get(&key).copied().unwrap_or(sc.pod_ready_after_ms);
+            let after = sc
+                .pod_ready_after_ms_for
+                .get(&key)
+                .copied()
+                .unwrap_or(sc.pod_ready_after_ms);
             if age < after {
                 continue;
             }
@@ -164,14 +180,23 @@ fn owner_ref(owner: &Value) -> Value {
 }
 
 fn new_pod(owner: &Value, name: &str, hash: &str, extra_labels: Value) -> Value {
-    let template = owner.pointer("/spec/template").cloned().unwrap_or(json!({}));
-    let mut labels = template.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+    let template = owner
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or(json!({}));
+    let mut labels = template
+        .pointer("/metadata/labels")
+        .cloned()
+        .unwrap_or(json!({}));
     if let (Some(l), Some(extra)) = (labels.as_object_mut(), extra_labels.as_object()) {
         for (k, v) in extra {
             l.insert(k.clone(), v.clone());
         }
     }
-    let mut annotations = template.pointer("/metadata/annotations").cloned().unwrap_or(json!({}));
+    let mut annotations = template
+        .pointer("/metadata/annotations")
+        .cloned()
+        .unwrap_or(json!({}));
     annotations["kubesim.drctl.dev/template-hash"] = json!(hash);
     json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -187,7 +212,11 @@ fn owned_pods(store: &Store, owner: &Value) -> Vec<Value> {
     store
         .list(&rt, Some(meta_str(owner, "namespace")))
         .into_iter()
-        .filter(|p| p.pointer("/metadata/ownerReferences/0/uid").and_then(Value::as_str) == Some(uid))
+        .filter(|p| {
+            p.pointer("/metadata/ownerReferences/0/uid")
+                .and_then(Value::as_str)
+                == Some(uid)
+        })
         .collect()
 }
 
@@ -199,22 +228,43 @@ fn pod_hash(p: &Value) -> &str {
 
 fn delete_pod(store: &mut Store, p: &Value) {
     let rt = store.core("pods");
-    let _ = store.delete(&rt, meta_str(p, "namespace"), meta_str(p, "name"), None, None);
+    let _ = store.delete(
+        &rt,
+        meta_str(p, "namespace"),
+        meta_str(p, "name"),
+        None,
+        None,
+    );
 }
 
-fn workloads(store: &mut Store, sc: &Scenario) {
+fn workloads(store: &mut Store) {
     let pods_rt = store.core("pods");
-    let Some(deploy_rt) = store.find_kind("apps", "Deployment") else { return };
+    let Some(deploy_rt) = store.find_kind("apps", "Deployment") else {
+        return;
+    };
     for d in store.list(&deploy_rt, None) {
         if terminating(&d) {
             continue;
         }
-        let want = d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1).max(0) as usize;
+        let want = d
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+            .max(0) as usize;
         let hash = template_hash(d.pointer("/spec/template").unwrap_or(&Value::Null));
-        let pods: Vec<Value> = owned_pods(store, &d).into_iter().filter(|p| !terminating(p)).collect();
-        let (new, old): (Vec<Value>, Vec<Value>) = pods.into_iter().partition(|p| pod_hash(p) == hash);
+        let pods: Vec<Value> = owned_pods(store, &d)
+            .into_iter()
+            .filter(|p| !terminating(p))
+            .collect();
+        let (new, old): (Vec<Value>, Vec<Value>) =
+            pods.into_iter().partition(|p| pod_hash(p) == hash);
         for _ in new.len()..want {
-            let name = format!("{}-{}-{}", meta_str(&d, "name"), &hash[..10], store.random_suffix(5));
+            let name = format!(
+                "{}-{}-{}",
+                meta_str(&d, "name"),
+                &hash[..10],
+                store.random_suffix(5)
+            );
             let pod = new_pod(&d, &name, &hash, json!({"pod-template-hash": &hash[..10]}));
             let _ = store.create(&pods_rt, meta_str(&d, "namespace"), pod, Scope::Internal);
         }
@@ -249,12 +299,18 @@ fn workloads(store: &mut Store, sc: &Scenario) {
         }
     }
 
-    let Some(sts_rt) = store.find_kind("apps", "StatefulSet") else { return };
+    let Some(sts_rt) = store.find_kind("apps", "StatefulSet") else {
+        return;
+    };
     for s in store.list(&sts_rt, None) {
         if terminating(&s) {
             continue;
         }
-        let want = s.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1).max(0) as usize;
+        let want = s
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+            .max(0) as usize;
         let hash = template_hash(s.pointer("/spec/template").unwrap_or(&Value::Null));
         let ns = meta_str(&s, "namespace").to_string();
         let base = meta_str(&s, "name").to_string();
@@ -265,7 +321,12 @@ fn workloads(store: &mut Store, sc: &Scenario) {
             let name = format!("{base}-{i}");
             match store.get(&pods_rt, &ns, &name) {
                 Err(_) => {
-                    let pod = new_pod(&s, &name, &hash, json!({"statefulset.kubernetes.io/pod-name": name}));
+                    let pod = new_pod(
+                        &s,
+                        &name,
+                        &hash,
+                        json!({"statefulset.kubernetes.io/pod-name": name}),
+                    );
                     let _ = store.create(&pods_rt, &ns, pod, Scope::Internal);
                     rolling = true;
                 }
@@ -303,7 +364,9 @@ fn workloads(store: &mut Store, sc: &Scenario) {
         }
     }
 
-    let Some(ds_rt) = store.find_kind("apps", "DaemonSet") else { return };
+    let Some(ds_rt) = store.find_kind("apps", "DaemonSet") else {
+        return;
+    };
     let nodes = store.list(&store.core("nodes"), None).len().max(1);
     for d in store.list(&ds_rt, None) {
         let mut next = d.clone();
@@ -316,15 +379,24 @@ fn workloads(store: &mut Store, sc: &Scenario) {
             put(store, &ds_rt, next);
         }
     }
-    let _ = sc;
 }
 
 /// Keeps lastTransitionTime of conditions whose status did not change (as real controllers).
 fn keep_transition_times(old: &Value, next: &mut Value) {
-    let Some(old_conds) = old.pointer("/status/conditions").and_then(Value::as_array) else { return };
-    let Some(new_conds) = next.pointer_mut("/status/conditions").and_then(Value::as_array_mut) else { return };
+    let Some(old_conds) = old.pointer("/status/conditions").and_then(Value::as_array) else {
+        return;
+    };
+    let Some(new_conds) = next
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
     for c in new_conds {
-        if let Some(o) = old_conds.iter().find(|o| o.get("type") == c.get("type") && o.get("status") == c.get("status")) {
+        if let Some(o) = old_conds
+            .iter()
+            .find(|o| o.get("type") == c.get("type") && o.get("status") == c.get("status"))
+        {
             c["lastTransitionTime"] = o["lastTransitionTime"].clone();
         }
     }
@@ -332,23 +404,38 @@ fn keep_transition_times(old: &Value, next: &mut Value) {
 
 fn jobs(store: &mut Store, sc: &Scenario, mem: &mut Memory) {
     let pods_rt = store.core("pods");
-    let Some(job_rt) = store.find_kind("batch", "Job") else { return };
-    let Some(cron_rt) = store.find_kind("batch", "CronJob") else { return };
+    let Some(job_rt) = store.find_kind("batch", "Job") else {
+        return;
+    };
+    let Some(cron_rt) = store.find_kind("batch", "CronJob") else {
+        return;
+    };
     if sc.cron_job_every_ms > 0 {
         for cj in store.list(&cron_rt, None) {
-            if terminating(&cj) || cj.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true) {
+            if terminating(&cj)
+                || cj.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true)
+            {
                 continue;
             }
             let uid = meta_str(&cj, "uid").to_string();
-            let due = mem.cron_last.get(&uid).is_none_or(|t| ms(Some(t.elapsed())) >= sc.cron_job_every_ms)
+            let due = mem
+                .cron_last
+                .get(&uid)
+                .is_none_or(|t| ms(Some(t.elapsed())) >= sc.cron_job_every_ms)
                 && ms(store.age(&cj)) >= sc.cron_job_every_ms;
             if !due {
                 continue;
             }
             mem.cron_last.insert(uid, Instant::now());
-            let template = cj.pointer("/spec/jobTemplate").cloned().unwrap_or(json!({}));
+            let template = cj
+                .pointer("/spec/jobTemplate")
+                .cloned()
+                .unwrap_or(json!({}));
             let name = format!("{}-{}", meta_str(&cj, "name"), store.resource_version());
-            let mut labels = template.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+            let mut labels = template
+                .pointer("/metadata/labels")
+                .cloned()
+                .unwrap_or(json!({}));
             labels["cronjob-name"] = json!(meta_str(&cj, "name"));
             let job = json!({"apiVersion": "batch/v1", "kind": "Job",
                 "metadata": {"name": name, "labels": labels, "ownerReferences": owner_ref(&cj)},
@@ -369,8 +456,10 @@ fn jobs(store: &mut Store, sc: &Scenario, mem: &mut Memory) {
         let Some(pod) = pods.first() else {
             let mut template = job.clone();
             template["spec"]["template"]["metadata"]["labels"]["job-name"] = json!(name);
-            template["spec"]["template"]["metadata"]["labels"]["batch.kubernetes.io/job-name"] = json!(name);
-            template["spec"]["template"]["metadata"]["labels"]["controller-uid"] = json!(meta_str(&job, "uid"));
+            template["spec"]["template"]["metadata"]["labels"]["batch.kubernetes.io/job-name"] =
+                json!(name);
+            template["spec"]["template"]["metadata"]["labels"]["controller-uid"] =
+                json!(meta_str(&job, "uid"));
             let pod_name = format!("{name}-{}", store.random_suffix(5));
             let pod = new_pod(&template, &pod_name, "job", json!({}));
             let _ = store.create(&pods_rt, &ns, pod, Scope::Internal);
@@ -379,13 +468,19 @@ fn jobs(store: &mut Store, sc: &Scenario, mem: &mut Memory) {
             put(store, &job_rt, next);
             continue;
         };
-        let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default();
+        let phase = pod
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if phase != "Succeeded" && phase != "Failed" {
             continue;
         }
         let ok = phase == "Succeeded";
         let mut next = job.clone();
-        let start = job.pointer("/status/startTime").cloned().unwrap_or(json!(now_rfc3339()));
+        let start = job
+            .pointer("/status/startTime")
+            .cloned()
+            .unwrap_or(json!(now_rfc3339()));
         next["status"] = if ok {
             json!({"startTime": start, "completionTime": now_rfc3339(), "succeeded": 1, "active": 0,
                    "conditions": [condition("SuccessCriteriaMet", true, "CompletionsReached", ""), condition("Complete", true, "CompletionsReached", "")]})
@@ -395,14 +490,15 @@ fn jobs(store: &mut Store, sc: &Scenario, mem: &mut Memory) {
         };
         put(store, &job_rt, next);
         if ok
-            && let Some(cj_name) = job.pointer("/metadata/labels/cronjob-name").and_then(Value::as_str)
+            && let Some(cj_name) = job
+                .pointer("/metadata/labels/cronjob-name")
+                .and_then(Value::as_str)
             && let Ok(mut cj) = store.get(&cron_rt, &ns, cj_name)
         {
             cj["status"]["lastSuccessfulTime"] = json!(now_rfc3339());
             put(store, &cron_rt, cj);
         }
     }
-    let _ = sc;
 }
 
 /// The log of a pod: scenario text (by "ns/name", name, job-name or app label), then lines
@@ -411,21 +507,38 @@ pub fn pod_log(sim: &Sim, pod: &Value, query: &HashMap<String, String>) -> Strin
     let key = id(pod);
     let name = meta_str(pod, "name");
     let labels = pod.pointer("/metadata/labels");
-    let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str).unwrap_or_default();
+    let label = |k: &str| {
+        labels
+            .and_then(|l| l.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
     let logs = &sim.scenario.pod_logs;
-    let mut text = [key.as_str(), name, label("job-name"), label("cronjob-name"), label("app"), label("app.kubernetes.io/name")]
-        .iter()
-        .filter(|k| !k.is_empty())
-        .find_map(|k| logs.get(*k).cloned())
-        .or_else(|| {
-            // A CronJob's Job is named "<cronjob>-<n>": match on the CronJob's name too.
-            let job = label("job-name");
-            logs.iter()
-                .find(|(k, _)| !job.is_empty() && job.starts_with(&format!("{k}-")))
-                .map(|(_, v)| v.clone())
-        })
-        .unwrap_or_else(|| format!("kubesim: pod {key} started\n"));
-    if let Some(extra) = sim.pod_logs.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+    let mut text = [
+        key.as_str(),
+        name,
+        label("job-name"),
+        label("cronjob-name"),
+        label("app"),
+        label("app.kubernetes.io/name"),
+    ]
+    .iter()
+    .filter(|k| !k.is_empty())
+    .find_map(|k| logs.get(*k).cloned())
+    .or_else(|| {
+        // A CronJob's Job is named "<cronjob>-<n>": match on the CronJob's name too.
+        let job = label("job-name");
+        logs.iter()
+            .find(|(k, _)| !job.is_empty() && job.starts_with(&format!("{k}-")))
+            .map(|(_, v)| v.clone())
+    })
+    .unwrap_or_else(|| format!("kubesim: pod {key} started\n"));
+    if let Some(extra) = sim
+        .pod_logs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+    {
         text.push_str(extra);
     }
     if !text.ends_with('\n') {
@@ -459,20 +572,32 @@ fn velero(store: &mut Store, sc: &Scenario) {
             }
         }
     }
-    let Some(rt) = crd_type(store, "velero.io", "Restore") else { return };
+    let Some(rt) = crd_type(store, "velero.io", "Restore") else {
+        return;
+    };
     for r in store.list(&rt, None) {
-        let phase = r.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default();
+        let phase = r
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if matches!(phase, "Completed" | "PartiallyFailed" | "Failed") {
             continue;
         }
         let age = ms(store.age(&r));
         let target = if age >= sc.restore_complete_after_ms {
-            let backup = r.pointer("/spec/backupName").and_then(Value::as_str).unwrap_or_default();
+            let backup = r
+                .pointer("/spec/backupName")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let partial = sc
                 .restores_partially_failed
                 .iter()
                 .any(|n| n == meta_str(&r, "name") || n == backup);
-            if partial { "PartiallyFailed" } else { "Completed" }
+            if partial {
+                "PartiallyFailed"
+            } else {
+                "Completed"
+            }
         } else if age >= sc.restore_in_progress_after_ms {
             "InProgress"
         } else {
@@ -505,7 +630,9 @@ fn velero(store: &mut Store, sc: &Scenario) {
 const REFRESH: &str = "argocd.argoproj.io/refresh";
 
 fn argocd(store: &mut Store, sc: &Scenario, mem: &mut Memory) {
-    let Some(rt) = crd_type(store, "argoproj.io", "Application") else { return };
+    let Some(rt) = crd_type(store, "argoproj.io", "Application") else {
+        return;
+    };
     for app in store.list(&rt, None) {
         let uid = meta_str(&app, "uid").to_string();
         let refresh = app
@@ -515,22 +642,30 @@ fn argocd(store: &mut Store, sc: &Scenario, mem: &mut Memory) {
             .map(str::to_string);
         let mut next = app.clone();
         if app.pointer("/status/sync/status").is_none() {
-            next["status"] = json!({"sync": {"status": "OutOfSync"}, "health": {"status": "Missing"}});
+            next["status"] =
+                json!({"sync": {"status": "OutOfSync"}, "health": {"status": "Missing"}});
         }
         let stuck = sc.applications_stuck.contains(&id(&app));
         let age = ms(store.age(&app));
         if refresh.is_some() {
-            let seen = *mem.refresh_seen.entry(uid.clone()).or_insert_with(Instant::now);
+            let seen = *mem
+                .refresh_seen
+                .entry(uid.clone())
+                .or_insert_with(Instant::now);
             if ms(Some(seen.elapsed())) >= sc.hard_refresh_after_ms {
                 // The application controller removes the annotation once it has refreshed.
-                if let Some(a) = next.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+                if let Some(a) = next
+                    .pointer_mut("/metadata/annotations")
+                    .and_then(Value::as_object_mut)
+                {
                     a.remove(REFRESH);
                 }
                 mem.refresh_seen.remove(&uid);
                 next["status"]["reconciledAt"] = json!(now_rfc3339());
                 next["status"]["sync"] = json!({"status": "Synced", "revision": "kubesim"});
                 next["status"]["health"] = json!({"status": "Healthy"});
-                next["status"]["operationState"] = json!({"phase": "Succeeded", "finishedAt": now_rfc3339()});
+                next["status"]["operationState"] =
+                    json!({"phase": "Succeeded", "finishedAt": now_rfc3339()});
             }
         } else if !stuck
             && age >= sc.application_sync_after_ms
@@ -539,8 +674,14 @@ fn argocd(store: &mut Store, sc: &Scenario, mem: &mut Memory) {
             next["status"]["reconciledAt"] = json!(now_rfc3339());
             next["status"]["sync"] = json!({"status": "Synced", "revision": "kubesim"});
             next["status"]["health"] = json!({"status": "Healthy"});
-            next["status"]["operationState"] = json!({"phase": "Succeeded", "finishedAt": now_rfc3339()});
-        } else if next.pointer("/status/health/status").and_then(Value::as_str) == Some("Missing") && age > 0 {
+            next["status"]["operationState"] =
+                json!({"phase": "Succeeded", "finishedAt": now_rfc3339()});
+        } else if next
+            .pointer("/status/health/status")
+            .and_then(Value::as_str)
+            == Some("Missing")
+            && age > 0
+        {
             next["status"]["health"] = json!({"status": "Progressing"});
         }
         if next != app {
@@ -551,12 +692,15 @@ fn argocd(store: &mut Store, sc: &Scenario, mem: &mut Memory) {
 }
 
 fn eso_restarted(store: &Store, sc: &Scenario) -> bool {
-    let Some((ns, name)) = sc.eso_deployment.split_once('/') else { return false };
+    let Some((ns, name)) = sc.eso_deployment.split_once('/') else {
+        return false;
+    };
     store
         .find_kind("apps", "Deployment")
         .and_then(|rt| store.get(&rt, ns, name).ok())
         .is_some_and(|d| {
-            d.pointer("/spec/template/metadata/annotations/kubectl.kubernetes.io~1restartedAt").is_some()
+            d.pointer("/spec/template/metadata/annotations/kubectl.kubernetes.io~1restartedAt")
+                .is_some()
         })
 }
 
@@ -574,29 +718,51 @@ fn external_secrets(store: &mut Store, sc: &Scenario) {
             let cond = if ready {
                 condition("Ready", true, "Valid", "store validated")
             } else if degraded {
-                condition("Ready", false, "ValidationFailed", "unable to validate store")
+                condition(
+                    "Ready",
+                    false,
+                    "ValidationFailed",
+                    "unable to validate store",
+                )
             } else {
                 continue;
             };
             let mut next = s.clone();
             next["status"] = json!({"capabilities": "ReadWrite", "conditions": [cond]});
             keep_transition_times(&s, &mut next);
-            if next["status"]["conditions"][0]["status"] != s.pointer("/status/conditions/0/status").cloned().unwrap_or(Value::Null) {
+            if next["status"]["conditions"][0]["status"]
+                != s.pointer("/status/conditions/0/status")
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            {
                 put(store, &rt, next);
             }
         }
     }
-    let Some(rt) = crd_type(store, "external-secrets.io", "ExternalSecret") else { return };
+    let Some(rt) = crd_type(store, "external-secrets.io", "ExternalSecret") else {
+        return;
+    };
     let secrets_rt = store.core("secrets");
     for es in store.list(&rt, None) {
         if cond_true(&es, "Ready") || ms(store.age(&es)) < sc.external_secret_ready_after_ms {
             continue;
         }
-        let store_ref = es.pointer("/spec/secretStoreRef/name").and_then(Value::as_str).unwrap_or_default();
-        let cluster_store = es.pointer("/spec/secretStoreRef/kind").and_then(Value::as_str) == Some("ClusterSecretStore");
+        let store_ref = es
+            .pointer("/spec/secretStoreRef/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let cluster_store = es
+            .pointer("/spec/secretStoreRef/kind")
+            .and_then(Value::as_str)
+            == Some("ClusterSecretStore");
         let mut next = es.clone();
         if cluster_store && !ready_stores.iter().any(|s| s == store_ref) {
-            let cond = condition("Ready", false, "SecretSyncedError", &format!("could not get ClusterSecretStore {store_ref:?}, is it ready?"));
+            let cond = condition(
+                "Ready",
+                false,
+                "SecretSyncedError",
+                &format!("could not get ClusterSecretStore {store_ref:?}, is it ready?"),
+            );
             if es.pointer("/status/conditions/0/reason") != Some(&json!("SecretSyncedError")) {
                 next["status"] = json!({"conditions": [cond]});
                 put(store, &rt, next);
@@ -611,11 +777,22 @@ fn external_secrets(store: &mut Store, sc: &Scenario) {
             .to_string();
         let values = sc.external_secret_values.get(&id(&es));
         let mut data = serde_json::Map::new();
-        for item in es.pointer("/spec/data").and_then(Value::as_array).into_iter().flatten() {
+        for item in es
+            .pointer("/spec/data")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(k) = item.get("secretKey").and_then(Value::as_str) {
-                let v = values.and_then(|m| m.get(k)).cloned().unwrap_or_else(|| format!("kubesim-{k}"));
+                let v = values
+                    .and_then(|m| m.get(k))
+                    .cloned()
+                    .unwrap_or_else(|| format!("kubesim-{k}"));
                 use base64::Engine;
-                data.insert(k.to_string(), json!(base64::engine::general_purpose::STANDARD.encode(v)));
+                data.insert(
+                    k.to_string(),
+                    json!(base64::engine::general_purpose::STANDARD.encode(v)),
+                );
             }
         }
         let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
@@ -643,7 +820,10 @@ fn longhorn(store: &mut Store, sc: &Scenario) {
         for b in store.list(&rt, None) {
             if b.pointer("/status/state").is_none() {
                 let mut next = b.clone();
-                let volume = b.pointer("/metadata/labels/backup-volume").cloned().unwrap_or(json!(""));
+                let volume = b
+                    .pointer("/metadata/labels/backup-volume")
+                    .cloned()
+                    .unwrap_or(json!(""));
                 next["status"] = json!({"state": "Completed", "progress": 100, "volumeName": volume,
                     "snapshotName": b.pointer("/spec/snapshotName").cloned().unwrap_or(json!("")),
                     "url": format!("s3://longhorn-backups@us-east-1/?backup={}&volume={}", meta_str(&b, "name"), volume.as_str().unwrap_or_default()),
@@ -652,13 +832,26 @@ fn longhorn(store: &mut Store, sc: &Scenario) {
             }
         }
     }
-    let Some(rt) = crd_type(store, "longhorn.io", "Volume") else { return };
+    let Some(rt) = crd_type(store, "longhorn.io", "Volume") else {
+        return;
+    };
     for v in store.list(&rt, None) {
-        let state = v.pointer("/status/state").and_then(Value::as_str).unwrap_or_default();
-        if matches!(state, "detached" | "attached") {
+        let state = v
+            .pointer("/status/state")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let restoring = v
+            .pointer("/status/restoreRequired")
+            .and_then(Value::as_bool)
+            == Some(true);
+        if matches!(state, "detached" | "attached") && !restoring {
             continue;
         }
-        let from_backup = v.pointer("/spec/fromBackup").and_then(Value::as_str).unwrap_or_default().to_string();
+        let from_backup = v
+            .pointer("/spec/fromBackup")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let mut next = v.clone();
         if ms(store.age(&v)) < sc.longhorn_restore_after_ms && !from_backup.is_empty() {
             if state.is_empty() {

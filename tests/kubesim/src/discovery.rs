@@ -131,9 +131,7 @@ pub fn serve(sim: &Arc<Sim>, segs: &[&str], _accept: &str) -> Option<Resp> {
             "compiler": "gc",
             "platform": "linux/amd64",
         })),
-        ["healthz" | "livez" | "readyz"] => {
-            Some(Response::new(SimBody::full("ok")))
-        }
+        ["healthz" | "livez" | "readyz"] => Some(Response::new(SimBody::full("ok"))),
         ["api"] => {
             let addr = sim.addr.lock().map(|a| a.clone()).unwrap_or_default();
             ok(json!({
@@ -162,7 +160,9 @@ pub fn serve(sim: &Arc<Sim>, segs: &[&str], _accept: &str) -> Option<Resp> {
                 .iter()
                 .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
                 .collect();
-            ok(json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": versions, "preferredVersion": versions[0]}))
+            ok(
+                json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": versions, "preferredVersion": versions[0]}),
+            )
         }
         ["apis", g, v] => {
             if !groups(types).get(*g)?.iter().any(|x| x == v) {

@@ -74,7 +74,10 @@ pub async fn admin(sim: &Arc<Sim>, method: Method, path: &str, req: Request<Inco
             Ok(new) => {
                 let mut f = sim.faults.lock().unwrap_or_else(|p| p.into_inner());
                 let down = f.down_until;
-                *f = Faults { down_until: down, ..new };
+                *f = Faults {
+                    down_until: down,
+                    ..new
+                };
                 json_response(200, &json!({"ok": true}))
             }
             Err(e) => error_response(&ApiError::BadRequest(format!("faults: {e}"))),
@@ -85,8 +88,10 @@ pub async fn admin(sim: &Arc<Sim>, method: Method, path: &str, req: Request<Inco
         }
         (Method::POST, "down") => match down_seconds(query.as_deref()) {
             Some(secs) => {
-                sim.faults.lock().unwrap_or_else(|p| p.into_inner()).down_until =
-                    Some(Instant::now() + Duration::from_secs_f64(secs));
+                sim.faults
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .down_until = Some(Instant::now() + Duration::from_secs_f64(secs));
                 // After this answer is written: close the listener and every open connection.
                 let sim = sim.clone();
                 tokio::spawn(async move {
@@ -97,7 +102,9 @@ pub async fn admin(sim: &Arc<Sim>, method: Method, path: &str, req: Request<Inco
                 });
                 json_response(200, &json!({"ok": true, "downForSeconds": secs}))
             }
-            None => error_response(&ApiError::BadRequest("down needs ?seconds=N (0 < N < 3600)".into())),
+            None => error_response(&ApiError::BadRequest(
+                "down needs ?seconds=N (0 < N < 3600)".into(),
+            )),
         },
         (Method::POST, "compact") => {
             sim.store().compact();
@@ -112,7 +119,9 @@ pub async fn admin(sim: &Arc<Sim>, method: Method, path: &str, req: Request<Inco
             ) {
                 (Some(ns), Some(name), Some(text)) => {
                     let mut logs = sim.pod_logs.lock().unwrap_or_else(|p| p.into_inner());
-                    logs.entry(format!("{ns}/{name}")).or_default().push_str(text);
+                    logs.entry(format!("{ns}/{name}"))
+                        .or_default()
+                        .push_str(text);
                     json_response(200, &json!({"ok": true}))
                 }
                 _ => error_response(&ApiError::BadRequest(

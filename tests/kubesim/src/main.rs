@@ -103,14 +103,21 @@ fn seed(sim: &Sim) -> Result<(), MainError> {
     let mut store = sim.store();
     for (index, obj) in sim.scenario.objects.iter().enumerate() {
         let err = |message: String| MainError::Seed { index, message };
-        let api_version = obj.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default();
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
         let kind = obj.get("kind").and_then(|v| v.as_str()).unwrap_or_default();
         let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
         let rt = store
             .find_kind(group, kind)
             .ok_or_else(|| err(format!("unknown kind {kind} in {api_version:?}")))?;
         let ns = meta_str(obj, "namespace").to_string();
-        let ns = if rt.namespaced && ns.is_empty() { "default".to_string() } else { ns };
+        let ns = if rt.namespaced && ns.is_empty() {
+            "default".to_string()
+        } else {
+            ns
+        };
         let ns_type = store.core("namespaces");
         if rt.namespaced && store.get(&ns_type, "", &ns).is_err() {
             let ns_obj = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
@@ -206,7 +213,10 @@ async fn run() -> Result<(), MainError> {
     let bind = format!("127.0.0.1:{}", args.port);
     let listener = TcpListener::bind(&bind)
         .await
-        .map_err(|source| MainError::Bind { addr: bind.clone(), source })?;
+        .map_err(|source| MainError::Bind {
+            addr: bind.clone(),
+            source,
+        })?;
     let addr = listener.local_addr()?;
     if let Ok(mut a) = sim.addr.lock() {
         *a = addr.to_string();

@@ -216,7 +216,8 @@ mod tests {
 
     #[test]
     fn strategic_merges_named_lists() {
-        let mut t = json!({"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]});
+        let mut t =
+            json!({"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]});
         strategic_merge_patch(
             &mut t,
             &json!({"$setElementOrder/containers": [{"name": "a"}], "containers": [{"name": "a", "image": "z"}, {"name": "b", "$patch": "delete"}]}),
@@ -238,7 +239,10 @@ mod tests {
             ]),
         )
         .expect("patch applies");
-        assert_eq!(t, json!({"metadata": {"labels": {"a": "x", "b": "2"}}, "l": [2, 9]}));
+        assert_eq!(
+            t,
+            json!({"metadata": {"labels": {"a": "x", "b": "2"}}, "l": [2, 9]})
+        );
         assert!(json_patch(&mut t, &json!([{"op": "remove", "path": "/nope"}])).is_err());
     }
 }

@@ -12,6 +12,9 @@ use tokio::sync::broadcast;
 use crate::status::{self, ApiError};
 use crate::types::{self, ResourceType};
 
+/// A receiver of every event after the moment it was taken.
+pub type Subscription = broadcast::Receiver<Arc<Event>>;
+
 /// How many events a watch can replay; older versions answer 410 Gone.
 const LOG_CAPACITY: usize = 10_000;
 
@@ -166,7 +169,9 @@ impl Store {
     pub fn find_type(&self, group: &str, version: &str, plural: &str) -> Option<ResourceType> {
         self.types
             .iter()
-            .find(|t| t.group == group && t.plural == plural && t.versions.iter().any(|v| v == version))
+            .find(|t| {
+                t.group == group && t.plural == plural && t.versions.iter().any(|v| v == version)
+            })
             .cloned()
     }
 
@@ -194,7 +199,7 @@ impl Store {
         &self,
         key: &str,
         rv: u64,
-    ) -> Result<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>), ApiError> {
+    ) -> Result<(Vec<Arc<Event>>, Subscription), ApiError> {
         if rv < self.floor {
             return Err(ApiError::Gone {
                 requested: rv,
@@ -324,7 +329,9 @@ impl Store {
         scope: Scope,
     ) -> Result<Value, ApiError> {
         if !obj.is_object() {
-            return Err(ApiError::BadRequest("the body must be a JSON object".into()));
+            return Err(ApiError::BadRequest(
+                "the body must be a JSON object".into(),
+            ));
         }
         let ns = if rt.namespaced { ns } else { "" };
         self.check_namespace(rt, ns)?;
@@ -347,10 +354,11 @@ impl Store {
         {
             return Err(status::already_exists(&rt.group, &rt.plural, &name));
         }
-        if rt.status_subresource && scope != Scope::Internal {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
-            }
+        if rt.status_subresource
+            && scope != Scope::Internal
+            && let Some(m) = obj.as_object_mut()
+        {
+            m.remove("status");
         }
         let rv = self.bump();
         let uid = self.uid();
@@ -395,12 +403,16 @@ impl Store {
                     {"type": "Ready", "status": "False", "lastTransitionTime": now_rfc3339()}
                 ]});
             }
-            ("", "secrets") if obj.get("type").is_none() => {
+            ("", "secrets")
+                if obj
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty) =>
+            {
                 obj["type"] = json!("Opaque");
             }
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
-                let defined =
-                    types::from_crd(obj).map_err(|e| ApiError::Invalid(e.to_string()))?;
+                let defined = types::from_crd(obj).map_err(|e| ApiError::Invalid(e.to_string()))?;
                 self.types
                     .retain(|t| !(t.group == defined.group && t.plural == defined.plural));
                 let names = obj.pointer("/spec/names").cloned().unwrap_or(json!({}));
@@ -431,7 +443,9 @@ impl Store {
         let ns = if rt.namespaced { ns } else { "" };
         let current = self.get(rt, ns, name)?;
         if !obj.is_object() {
-            return Err(ApiError::BadRequest("the body must be a JSON object".into()));
+            return Err(ApiError::BadRequest(
+                "the body must be a JSON object".into(),
+            ));
         }
         let body_name = meta_str(&obj, "name");
         if !body_name.is_empty() && body_name != name {
@@ -466,7 +480,13 @@ impl Store {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_else(Map::new);
-        for f in ["uid", "creationTimestamp", "deletionTimestamp", "namespace", "name"] {
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "namespace",
+            "name",
+        ] {
             match current.pointer(&format!("/metadata/{f}")) {
                 Some(v) => {
                     meta.insert(f.into(), v.clone());
@@ -539,7 +559,10 @@ impl Store {
                 .retain(|t| !(t.group == defined.group && t.plural == defined.plural));
             let key = defined.key();
             for obj in self.list(&defined, None) {
-                let (n, nm) = (meta_str(&obj, "namespace").to_string(), meta_str(&obj, "name").to_string());
+                let (n, nm) = (
+                    meta_str(&obj, "namespace").to_string(),
+                    meta_str(&obj, "name").to_string(),
+                );
                 if let Some(m) = self.objects.get_mut(&key) {
                     m.remove(&(n, nm));
                 }
@@ -604,8 +627,12 @@ impl Store {
             .collect();
         for ns in terminating {
             let mut remaining = 0;
-            let namespaced: Vec<ResourceType> =
-                self.types.iter().filter(|t| t.namespaced).cloned().collect();
+            let namespaced: Vec<ResourceType> = self
+                .types
+                .iter()
+                .filter(|t| t.namespaced)
+                .cloned()
+                .collect();
             for rt in namespaced {
                 for obj in self.list(&rt, Some(&ns)) {
                     remaining += 1;

@@ -36,7 +36,9 @@ pub fn json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
             if let Some(filter) = inner.strip_prefix("?(@.").and_then(|f| f.strip_suffix(')')) {
                 let (k, v) = filter.split_once("==")?;
                 let v = v.trim().trim_matches('"').trim_matches('\'');
-                cur = arr.iter().find(|e| e.get(k.trim()).and_then(Value::as_str) == Some(v))?;
+                cur = arr
+                    .iter()
+                    .find(|e| e.get(k.trim()).and_then(Value::as_str) == Some(v))?;
             } else {
                 cur = arr.get(inner.parse::<usize>().ok()?)?;
             }
@@ -70,7 +72,7 @@ fn condition(obj: &Value, kind: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn columns(store: &Store, rt: &ResourceType, obj: &Value) -> (Vec<(String, String)>, Vec<Value>) {
+fn columns(rt: &ResourceType, obj: &Value) -> (Vec<(String, String)>, Vec<Value>) {
     let s = |n: &str| (n.to_string(), "string".to_string());
     let i = |n: &str| (n.to_string(), "integer".to_string());
     match (rt.group.as_str(), rt.plural.as_str()) {
@@ -92,7 +94,10 @@ fn columns(store: &Store, rt: &ResourceType, obj: &Value) -> (Vec<(String, Strin
             } else if obj.pointer("/status/phase").and_then(Value::as_str) == Some("Succeeded") {
                 "Completed".to_string()
             } else {
-                obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Pending").to_string()
+                obj.pointer("/status/phase")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Pending")
+                    .to_string()
             };
             (
                 vec![s("Ready"), s("Status"), i("Restarts")],
@@ -102,22 +107,41 @@ fn columns(store: &Store, rt: &ResourceType, obj: &Value) -> (Vec<(String, Strin
         ("", "namespaces") => (vec![s("Status")], vec![cell(obj.pointer("/status/phase"))]),
         ("", "nodes") => (
             vec![s("Status")],
-            vec![json!(if condition(obj, "Ready").as_deref() == Some("True") { "Ready" } else { "NotReady" })],
+            vec![json!(
+                if condition(obj, "Ready").as_deref() == Some("True") {
+                    "Ready"
+                } else {
+                    "NotReady"
+                }
+            )],
         ),
         ("", "secrets") => (
             vec![s("Type"), i("Data")],
             vec![
                 cell(obj.get("type")),
-                json!(obj.get("data").and_then(Value::as_object).map_or(0, |m| m.len())),
+                json!(
+                    obj.get("data")
+                        .and_then(Value::as_object)
+                        .map_or(0, |m| m.len())
+                ),
             ],
         ),
         ("", "configmaps") => (
             vec![i("Data")],
-            vec![json!(obj.get("data").and_then(Value::as_object).map_or(0, |m| m.len()))],
+            vec![json!(
+                obj.get("data")
+                    .and_then(Value::as_object)
+                    .map_or(0, |m| m.len())
+            )],
         ),
-        ("", "persistentvolumeclaims") => (vec![s("Status")], vec![cell(obj.pointer("/status/phase"))]),
+        ("", "persistentvolumeclaims") => {
+            (vec![s("Status")], vec![cell(obj.pointer("/status/phase"))])
+        }
         ("apps", "deployments") => {
-            let want = obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let want = obj
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             (
                 vec![s("Ready"), i("Up-to-date"), i("Available")],
                 vec![
@@ -128,8 +152,17 @@ fn columns(store: &Store, rt: &ResourceType, obj: &Value) -> (Vec<(String, Strin
             )
         }
         ("apps", "statefulsets") => {
-            let want = obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
-            (vec![s("Ready")], vec![json!(format!("{}/{want}", int_at(obj, "/status/readyReplicas")))])
+            let want = obj
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            (
+                vec![s("Ready")],
+                vec![json!(format!(
+                    "{}/{want}",
+                    int_at(obj, "/status/readyReplicas")
+                ))],
+            )
         }
         ("batch", "jobs") => {
             let status = if condition(obj, "Complete").as_deref() == Some("True") {
@@ -141,14 +174,22 @@ fn columns(store: &Store, rt: &ResourceType, obj: &Value) -> (Vec<(String, Strin
             };
             (
                 vec![s("Status"), s("Completions")],
-                vec![json!(status), json!(format!("{}/1", int_at(obj, "/status/succeeded")))],
+                vec![
+                    json!(status),
+                    json!(format!("{}/1", int_at(obj, "/status/succeeded"))),
+                ],
             )
         }
         ("batch", "cronjobs") => (
             vec![s("Schedule"), s("Suspend"), s("Last Schedule")],
             vec![
                 cell(obj.pointer("/spec/schedule")),
-                json!(obj.pointer("/spec/suspend").and_then(Value::as_bool).unwrap_or(false).to_string()),
+                json!(
+                    obj.pointer("/spec/suspend")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .to_string()
+                ),
                 cell(obj.pointer("/status/lastScheduleTime")),
             ],
         ),
@@ -162,22 +203,31 @@ fn columns(store: &Store, rt: &ResourceType, obj: &Value) -> (Vec<(String, Strin
                 names.push((c.name.clone(), c.kind.clone()));
                 cells.push(cell(json_path(obj, &c.json_path)));
             }
-            let _ = store;
             (names, cells)
         }
         _ => (vec![], vec![]),
     }
 }
 
-pub fn table(store: &Store, rt: &ResourceType, items: &[Value], rv: &str, include_object: &str) -> Value {
-    let mut defs = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0})];
+pub fn table(
+    store: &Store,
+    rt: &ResourceType,
+    items: &[Value],
+    rv: &str,
+    include_object: &str,
+) -> Value {
+    let mut defs = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}),
+    ];
     let mut rows = Vec::new();
     let mut header_done = false;
     for obj in items {
-        let (cols, mut cells) = columns(store, rt, obj);
+        let (cols, mut cells) = columns(rt, obj);
         if !header_done {
             for (n, t) in &cols {
-                defs.push(json!({"name": n, "type": t, "format": "", "description": n, "priority": 0}));
+                defs.push(
+                    json!({"name": n, "type": t, "format": "", "description": n, "priority": 0}),
+                );
             }
             defs.push(json!({"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0}));
             header_done = true;
@@ -187,12 +237,14 @@ pub fn table(store: &Store, rt: &ResourceType, items: &[Value], rv: &str, includ
         let object = match include_object {
             "None" => Value::Null,
             "Object" => obj.clone(),
-            _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))}),
+            _ => {
+                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
+            }
         };
         rows.push(json!({"cells": cells, "object": object}));
     }
     if !header_done {
-        let (cols, _) = columns(store, rt, &json!({}));
+        let (cols, _) = columns(rt, &json!({}));
         for (n, t) in &cols {
             defs.push(json!({"name": n, "type": t, "format": "", "description": n, "priority": 0}));
         }
@@ -219,8 +271,14 @@ mod tests {
     fn json_path_subset() {
         let o = json!({"status": {"conditions": [{"type": "A", "status": "False"}, {"type": "Ready", "status": "True", "reason": "Valid"}], "sync": {"status": "Synced"}}});
         assert_eq!(json_path(&o, ".status.sync.status"), Some(&json!("Synced")));
-        assert_eq!(json_path(&o, ".status.conditions[?(@.type==\"Ready\")].reason"), Some(&json!("Valid")));
-        assert_eq!(json_path(&o, ".status.conditions[0].type"), Some(&json!("A")));
+        assert_eq!(
+            json_path(&o, ".status.conditions[?(@.type==\"Ready\")].reason"),
+            Some(&json!("Valid"))
+        );
+        assert_eq!(
+            json_path(&o, ".status.conditions[0].type"),
+            Some(&json!("A"))
+        );
         assert_eq!(json_path(&o, ".status.missing"), None);
     }
 }

@@ -63,23 +63,122 @@ struct Builtin {
 }
 
 const BUILTINS: &[Builtin] = &[
-    b("", "v1", "Namespace", "namespaces", false, &["ns"], true, false),
+    b(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        false,
+        &["ns"],
+        true,
+        false,
+    ),
     b("", "v1", "Pod", "pods", true, &["po"], true, true),
     b("", "v1", "Secret", "secrets", true, &[], false, false),
-    b("", "v1", "ConfigMap", "configmaps", true, &["cm"], false, false),
-    b("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], false, false),
+    b(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        true,
+        &["cm"],
+        false,
+        false,
+    ),
+    b(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        true,
+        &["sa"],
+        false,
+        false,
+    ),
     b("", "v1", "Service", "services", true, &["svc"], true, true),
     b("", "v1", "Node", "nodes", false, &["no"], true, false),
-    b("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"], true, false),
-    b("", "v1", "PersistentVolume", "persistentvolumes", false, &["pv"], true, false),
+    b(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        true,
+        &["pvc"],
+        true,
+        false,
+    ),
+    b(
+        "",
+        "v1",
+        "PersistentVolume",
+        "persistentvolumes",
+        false,
+        &["pv"],
+        true,
+        false,
+    ),
     b("", "v1", "Event", "events", true, &["ev"], false, false),
-    b("", "v1", "Endpoints", "endpoints", true, &["ep"], false, false),
-    b("apps", "v1", "Deployment", "deployments", true, &["deploy"], true, true),
-    b("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"], true, true),
-    b("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], true, true),
-    b("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], true, true),
+    b(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        true,
+        &["ep"],
+        false,
+        false,
+    ),
+    b(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        true,
+        &["deploy"],
+        true,
+        true,
+    ),
+    b(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        true,
+        &["sts"],
+        true,
+        true,
+    ),
+    b(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        true,
+        &["ds"],
+        true,
+        true,
+    ),
+    b(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        true,
+        &["rs"],
+        true,
+        true,
+    ),
     b("batch", "v1", "Job", "jobs", true, &[], true, true),
-    b("batch", "v1", "CronJob", "cronjobs", true, &["cj"], true, true),
+    b(
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        true,
+        &["cj"],
+        true,
+        true,
+    ),
     b(
         "apiextensions.k8s.io",
         "v1",
@@ -126,7 +225,11 @@ pub fn builtin_types() -> Vec<ResourceType> {
             singular: b.kind.to_lowercase(),
             namespaced: b.namespaced,
             short_names: b.short.iter().map(|s| s.to_string()).collect(),
-            categories: if b.all { vec!["all".to_string()] } else { vec![] },
+            categories: if b.all {
+                vec!["all".to_string()]
+            } else {
+                vec![]
+            },
             status_subresource: b.status,
             columns: vec![],
             from_crd: false,
@@ -187,7 +290,9 @@ pub fn from_crd(crd: &Value) -> Result<ResourceType, TypesError> {
             continue;
         }
         let Some(name) = v.get("name").and_then(Value::as_str) else {
-            return Err(TypesError::InvalidCrd("spec.versions[].name is required".into()));
+            return Err(TypesError::InvalidCrd(
+                "spec.versions[].name is required".into(),
+            ));
         };
         // The storage version is preferred in discovery.
         if v.get("storage").and_then(Value::as_bool) == Some(true) {

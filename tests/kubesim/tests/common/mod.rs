@@ -15,8 +15,9 @@ pub fn kubectl_path() -> PathBuf {
     if let Some(p) = std::env::var_os("KUBECTL") {
         return PathBuf::from(p);
     }
-    let dispatcher = std::fs::canonicalize("/usr/bin/kubectl")
-        .expect("kubectl is required: /usr/bin/kubectl not found (run tests/lab/install, or set KUBECTL)");
+    let dispatcher = std::fs::canonicalize("/usr/bin/kubectl").expect(
+        "kubectl is required: /usr/bin/kubectl not found (run tests/lab/install, or set KUBECTL)",
+    );
     let fixed = dispatcher.with_file_name("kubectl.1.32");
     assert!(
         fixed.exists(),
@@ -128,7 +129,10 @@ impl Sim {
 
     pub fn apply(&self, yaml: &str) -> String {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let file = self.path(&format!("manifest-{}.yaml", N.fetch_add(1, Ordering::Relaxed)));
+        let file = self.path(&format!(
+            "manifest-{}.yaml",
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::write(&file, yaml).expect("write manifest");
         self.kubectl(&["apply", "-f", file.to_str().expect("utf-8 path")])
     }
@@ -160,7 +164,10 @@ impl Sim {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             dechunk(rest)
         } else {
             rest.to_string()
@@ -172,7 +179,9 @@ impl Sim {
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             out.push_str(&rest[..rest.len().min(n)]);
             break;
@@ -189,7 +198,11 @@ impl Drop for Sim {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("--- kubesim log ({}) ---\n{}", self.dir.path().display(), self.log_tail());
+            eprintln!(
+                "--- kubesim log ({}) ---\n{}",
+                self.dir.path().display(),
+                self.log_tail()
+            );
         }
     }
 }
@@ -197,7 +210,10 @@ impl Drop for Sim {
 pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -1,0 +1,580 @@
+//! `drctl run` and `drctl resume`: settings, inputs, lock, journal, then the engine.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+
+use crate::cli::{OutputFormat, RunArgs};
+use crate::exec::backend::{Backends, Cancel, EventBus};
+use crate::exec::context::{RunInfo, Values};
+use crate::exec::engine::{self, Engine, Options};
+use crate::exec::events::RunEvent;
+use crate::exec::inputs::{self, Sources};
+use crate::exec::journal::{
+    FORMAT, Journal, JournalStore, LocalStore, Mode, RunState, StepRecord, StepState, VERSION,
+};
+use crate::exec::lock::{LockInfo, RunLock};
+use crate::exec::plan;
+use crate::exec::prompt::{InterruptedDecision, NoPrompter, Prompter, TtyPrompter};
+use crate::render::progress::{AuditLog, HumanReporter, JsonReporter};
+use crate::runbook::action::{Action, ActionSpec};
+use crate::runbook::catalog::{Catalog, Entry, Origin};
+use crate::runbook::{Runbook, Step};
+use crate::secret::Redactor;
+use crate::{Error, Outcome, exit};
+
+/// `run` or `resume`.
+pub enum Start {
+    New {
+        entry: Entry,
+        dry_run: bool,
+        from: Option<String>,
+        only: Vec<String>,
+        new: bool,
+    },
+    Resume {
+        run_id: Option<String>,
+        resolve: Vec<String>,
+        allow_changed: bool,
+    },
+}
+
+/// The state directory: the flag/env, else `$XDG_STATE_HOME/drctl`, else
+/// `~/.local/state/drctl`.
+pub fn state_dir(flag: Option<&Path>) -> Result<PathBuf, Error> {
+    if let Some(p) = flag {
+        return Ok(p.to_owned());
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("drctl"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/state/drctl")),
+        None => Err(Error::Usage(
+            "no HOME to put the state directory in; give --state-dir or DRCTL_STATE_DIR".into(),
+        )),
+    }
+}
+
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if r == 0 {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "localhost".to_owned()
+    }
+}
+
+pub fn operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    format!("{user}@{}", hostname())
+}
+
+fn new_run_id(name: &str) -> String {
+    let suffix: u16 = rand::random();
+    format!("{name}-{}-{suffix:04x}", Utc::now().format("%Y%m%d-%H%M%S"))
+}
+
+fn step_record(s: &Step) -> StepRecord {
+    StepRecord {
+        id: s.id.value.clone(),
+        title: s.title.clone(),
+        action: s.action.name().to_owned(),
+        mutates: s.action.mutates(),
+        fingerprint: plan::step_fingerprint(s),
+        state: StepState::Pending,
+        attempts: 0,
+        started_at: None,
+        finished_at: None,
+        rendered: Vec::new(),
+        message: None,
+        output_excerpt: Vec::new(),
+        decided_by: None,
+        rehearsed: false,
+    }
+}
+
+/// Split `--set` into runbook inputs and answers to decision steps.
+fn split_sets(
+    rb: &Runbook,
+    sets: BTreeMap<String, String>,
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), Error> {
+    let decision_steps: BTreeSet<&str> = rb
+        .main_steps()
+        .filter(|s| matches!(s.action, Action::Choose(_) | Action::Input(_)))
+        .map(|s| s.id.as_str())
+        .collect();
+    let mut inputs = BTreeMap::new();
+    let mut answers = BTreeMap::new();
+    for (k, v) in sets {
+        if rb.inputs.contains_key(&k) {
+            inputs.insert(k, v);
+        } else if decision_steps.contains(k.as_str()) {
+            answers.insert(k, v);
+        } else {
+            return Err(Error::Usage(format!(
+                "`--set {k}=...`: runbook `{}` has no input `{k}` and no decision step `{k}`",
+                rb.name
+            )));
+        }
+    }
+    Ok((inputs, answers))
+}
+
+fn parse_pairs(list: &[String], what: &str) -> Result<BTreeMap<String, String>, Error> {
+    let mut out = BTreeMap::new();
+    for s in list {
+        let Some((k, v)) = s.split_once('=') else {
+            return Err(Error::Usage(format!("`{what} {s}` is not KEY=VALUE")));
+        };
+        out.insert(k.trim().to_owned(), v.to_owned());
+    }
+    Ok(out)
+}
+
+/// With --yes, every decision must have an answer before step 1.
+fn unanswered(
+    rb: &Runbook,
+    answers: &BTreeMap<String, String>,
+    recorded: &BTreeMap<String, String>,
+) -> Vec<String> {
+    rb.main_steps()
+        .filter_map(|s| {
+            let has_default = match &s.action {
+                Action::Choose(c) => c.default.is_some(),
+                Action::Input(i) => i.default.is_some(),
+                _ => return None,
+            };
+            let id = s.id.as_str();
+            (!has_default && !answers.contains_key(id) && !recorded.contains_key(id))
+                .then(|| format!("`{id}` (--set {id}=VALUE)"))
+        })
+        .collect()
+}
+
+pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Result<Outcome, Error> {
+    let state = state_dir(args.state_dir.as_deref())?;
+    let mut store = LocalStore::new(state.clone());
+    store.disabled = args.no_journal;
+    let interactive =
+        !args.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let mut prompter: Box<dyn Prompter> = if interactive {
+        Box::new(TtyPrompter::default())
+    } else {
+        Box::new(NoPrompter)
+    };
+    if !args.yes && !interactive {
+        return Err(Error::Usage(
+            "not a terminal, so nobody can answer prompts: pass --yes for an unattended run (with --set / DRCTL_INPUT_* for inputs)".into(),
+        ));
+    }
+    let op = operator();
+    let sets = parse_pairs(&args.set, "--set")?;
+    let set_files: BTreeMap<String, PathBuf> = parse_pairs(&args.set_file, "--set-file")?
+        .into_iter()
+        .map(|(k, v)| (k, PathBuf::from(v)))
+        .collect();
+
+    // Resolve what to run: a new run, or an existing journal.
+    let (entry, mut journal, resumed, opts_extra) = match start {
+        Start::New {
+            entry,
+            dry_run,
+            from,
+            only,
+            new,
+        } => {
+            if !dry_run && !new {
+                let unfinished = store.list()?.into_iter().filter_map(Result::ok).find(|j| {
+                    j.runbook == entry.name && j.mode == Mode::Run && !j.state.is_finished()
+                });
+                if let Some(j) = unfinished {
+                    let ask = format!(
+                        "An unfinished run of `{}` exists ({}, {}, started {} by {}). Resume it?",
+                        entry.name,
+                        j.run_id,
+                        j.state.as_str(),
+                        j.started_at.format("%Y-%m-%d %H:%M UTC"),
+                        j.operator
+                    );
+                    if interactive {
+                        let yes = prompter
+                            .yes_no(&ask, true)
+                            .map_err(|e| Error::Usage(e.to_string()))?;
+                        if yes {
+                            return run(
+                                catalog,
+                                Start::Resume {
+                                    run_id: Some(j.run_id),
+                                    resolve: Vec::new(),
+                                    allow_changed: false,
+                                },
+                                args,
+                                color,
+                            );
+                        }
+                    } else {
+                        return Err(Error::Run {
+                            code: exit::NEEDS_OPERATOR,
+                            message: format!(
+                                "run {} of `{}` is unfinished ({}); continue it with `drctl resume {}`, or start over with `--new`",
+                                j.run_id,
+                                entry.name,
+                                j.state.as_str(),
+                                j.run_id
+                            ),
+                        });
+                    }
+                }
+            }
+            (
+                entry,
+                None,
+                false,
+                (dry_run, from, only, BTreeMap::new(), false),
+            )
+        }
+        Start::Resume {
+            run_id,
+            resolve,
+            allow_changed,
+        } => {
+            let j = match run_id {
+                Some(id) => store.load(&id)?,
+                None => store
+                    .list()?
+                    .into_iter()
+                    .filter_map(Result::ok)
+                    .find(|j| j.mode == Mode::Run && !j.state.is_finished())
+                    .ok_or_else(|| Error::Run {
+                        code: exit::NOT_FOUND,
+                        message: "no unfinished run to resume; `drctl runs` lists the runs".into(),
+                    })?,
+            };
+            if j.state.is_finished() {
+                return Err(Error::Run {
+                    code: exit::OK,
+                    message: format!(
+                        "run {} already finished; `drctl report {}` shows it",
+                        j.run_id, j.run_id
+                    ),
+                });
+            }
+            let entry = if j.runbook_source == "built-in" {
+                catalog.get(&j.runbook)?.clone()
+            } else {
+                crate::runbook::catalog::read_file(Path::new(&j.runbook_source))?
+            };
+            let mut decisions = BTreeMap::new();
+            for (k, v) in parse_pairs(&resolve, "--resolve")? {
+                let d = match v.as_str() {
+                    "rerun" => InterruptedDecision::Rerun,
+                    "done" => InterruptedDecision::MarkDone,
+                    "skip" => InterruptedDecision::Skip,
+                    other => {
+                        return Err(Error::Usage(format!(
+                            "--resolve {k}={other}: say rerun, done or skip"
+                        )));
+                    }
+                };
+                decisions.insert(k, d);
+            }
+            let dry = j.mode == Mode::Rehearsal;
+            (
+                entry,
+                Some(j),
+                true,
+                (dry, None, Vec::new(), decisions, allow_changed),
+            )
+        }
+    };
+    let (dry_run, from, only, resolve, allow_changed) = opts_extra;
+    let (rb, warnings) = super::load_valid(&entry, color)?;
+    let fingerprint = plan::fingerprint(&entry.text);
+
+    if let Some(j) = &journal
+        && j.fingerprint != fingerprint
+    {
+        let before: Vec<(String, String)> = j
+            .steps
+            .iter()
+            .map(|s| (s.id.clone(), s.fingerprint.clone()))
+            .collect();
+        let after: Vec<(String, String)> = rb
+            .main_steps()
+            .map(|s| (s.id.value.clone(), plan::step_fingerprint(s)))
+            .collect();
+        let changes = plan::describe_changes(&before, &after);
+        if !allow_changed {
+            return Err(Error::Run {
+                code: exit::CHANGED,
+                message: format!(
+                    "runbook `{}` changed since run {} began: {}; check the changes, then resume with --allow-changed",
+                    rb.name,
+                    j.run_id,
+                    changes.join(", ")
+                ),
+            });
+        }
+    }
+
+    let (set_inputs, answers) = split_sets(&rb, sets)?;
+    let redactor = Redactor::new();
+    let recorded = journal
+        .as_ref()
+        .map(|j| j.inputs.clone())
+        .unwrap_or_default();
+    let sources = Sources {
+        sets: set_inputs,
+        set_files,
+        recorded,
+        env: None,
+    };
+    let collected = inputs::collect(
+        &rb,
+        &sources,
+        if interactive {
+            Some(prompter.as_mut())
+        } else {
+            None
+        },
+        &redactor,
+    )
+    .map_err(|e| Error::Run {
+        code: if matches!(e, inputs::InputError::Aborted) {
+            exit::ABORTED
+        } else {
+            exit::USAGE
+        },
+        message: e.to_string(),
+    })?;
+    if args.yes {
+        let decided = journal
+            .as_ref()
+            .map(|j| j.decisions.clone())
+            .unwrap_or_default();
+        let missing = unanswered(&rb, &answers, &decided);
+        if !missing.is_empty() {
+            return Err(Error::Usage(format!(
+                "--yes asks nothing, and these decisions have no answer: {}",
+                missing.join(", ")
+            )));
+        }
+    }
+    for id in args.confirm.iter().chain(resolve.keys()) {
+        if !rb
+            .main_steps()
+            .chain(rb.cleanup.iter())
+            .any(|s| &s.id.value == id)
+        {
+            return Err(Error::Usage(format!(
+                "no step `{id}` in runbook `{}`",
+                rb.name
+            )));
+        }
+    }
+
+    let run_id = journal
+        .as_ref()
+        .map(|j| j.run_id.clone())
+        .unwrap_or_else(|| new_run_id(&rb.name.value));
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(
+            RunLock::acquire(
+                &state,
+                &rb.name.value,
+                LockInfo {
+                    run_id: run_id.clone(),
+                    operator: op.clone(),
+                    host: hostname(),
+                    pid: std::process::id(),
+                    since: Utc::now(),
+                },
+                args.take_over_lock,
+            )
+            .map_err(|e| Error::Run {
+                code: exit::LOCKED,
+                message: e.to_string(),
+            })?,
+        )
+    };
+    store.ensure_run_dir(&run_id)?;
+
+    let mut j = match journal.take() {
+        Some(mut j) => {
+            j.fingerprint = fingerprint;
+            // Steps added by an allowed change start pending; removed ones are dropped.
+            let old: BTreeMap<String, StepRecord> =
+                j.steps.drain(..).map(|s| (s.id.clone(), s)).collect();
+            j.steps = rb
+                .main_steps()
+                .map(|s| {
+                    old.get(&s.id.value)
+                        .cloned()
+                        .unwrap_or_else(|| step_record(s))
+                })
+                .collect();
+            j
+        }
+        None => Journal {
+            format: FORMAT.into(),
+            version: VERSION,
+            seq: 0,
+            run_id: run_id.clone(),
+            runbook: rb.name.value.clone(),
+            runbook_title: rb.title.clone(),
+            runbook_source: match &entry.origin {
+                Origin::Builtin => "built-in".into(),
+                Origin::File(p) => std::fs::canonicalize(p)
+                    .unwrap_or_else(|_| p.clone())
+                    .display()
+                    .to_string(),
+            },
+            fingerprint,
+            mode: engine::mode(dry_run),
+            state: RunState::Running,
+            operator: op.clone(),
+            started_at: Utc::now(),
+            updated_at: Utc::now(),
+            inputs: collected.recorded.clone(),
+            secret_inputs: collected.secret_names.iter().cloned().collect(),
+            outputs: BTreeMap::new(),
+            secret_outputs: Vec::new(),
+            steps: rb.main_steps().map(step_record).collect(),
+            cleanup: rb.cleanup.iter().map(step_record).collect(),
+            problems: Vec::new(),
+            decisions: BTreeMap::new(),
+        },
+    };
+    // Rehearsals start fresh problem lists on each resume.
+    if resumed {
+        j.problems.clear();
+    }
+
+    let mut values = Values::new(
+        RunInfo {
+            id: run_id.clone(),
+            runbook: rb.name.value.clone(),
+            operator: op.clone(),
+            dry_run,
+            started_at: j.started_at.to_rfc3339(),
+            failed_step: None,
+        },
+        redactor.clone(),
+    );
+    values.inputs = collected.values;
+    values.secret_names = collected.secret_names;
+    for (k, v) in &j.outputs {
+        values
+            .outputs
+            .insert(k.clone(), minijinja::Value::from_serialize(v));
+    }
+    for name in &j.secret_outputs {
+        let step = rb
+            .main_steps()
+            .find(|s| s.outputs.iter().any(|o| &o.name.value == name))
+            .map(|s| s.id.value.clone())
+            .unwrap_or_default();
+        values.lost_secrets.insert(name.clone(), step);
+    }
+
+    let bus = EventBus::new(redactor.clone());
+    let stdout_tty = std::io::stdout().is_terminal();
+    match args.output {
+        OutputFormat::Human => bus.add(Box::new(HumanReporter::new(
+            Box::new(std::io::stdout()),
+            stdout_tty,
+        ))),
+        OutputFormat::Json => bus.add(Box::new(JsonReporter::new(Box::new(std::io::stdout())))),
+    }
+    if !args.no_journal {
+        let audit = store.audit_path(&run_id);
+        let log = AuditLog::open(&audit, &op).map_err(|source| Error::Write {
+            path: audit.display().to_string(),
+            source,
+        })?;
+        bus.add(Box::new(log));
+    }
+    if !warnings.is_empty() {
+        bus.emit(RunEvent::Notice {
+            message: warnings.trim_end().to_owned(),
+        });
+    }
+    for n in &collected.notices {
+        bus.emit(RunEvent::Notice { message: n.clone() });
+    }
+
+    let opts = Options {
+        dry_run,
+        yes: args.yes,
+        from,
+        only,
+        confirmed: args.confirm.iter().cloned().collect(),
+        resolve,
+        answers,
+    };
+    let backends = Backends::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Run {
+            code: exit::FAILED,
+            message: format!("cannot start the async runtime: {e}"),
+        })?;
+    let report_hint = format!("drctl report {run_id}");
+    let final_journal = runtime.block_on(async {
+        let (tx, rx) = tokio::sync::watch::channel(0u32);
+        // First Ctrl-C: stop the current step safely and journal it; second: exit now
+        // (the journal then shows the step as interrupted, as after a crash).
+        tokio::spawn(async move {
+            let mut n = 0u32;
+            while tokio::signal::ctrl_c().await.is_ok() {
+                n += 1;
+                let _ = tx.send(n);
+                if n >= 2 {
+                    std::process::exit(exit::ABORTED);
+                }
+            }
+        });
+        let engine = Engine {
+            rb: &rb,
+            journal: j,
+            store: &store,
+            values,
+            prompter,
+            bus,
+            backends: &backends,
+            opts,
+            cancel: Cancel::new(rx),
+            resumed,
+            report_hint,
+        };
+        engine.run().await
+    })?;
+    let code = match final_journal.state {
+        RunState::Succeeded
+            if final_journal.mode == Mode::Rehearsal && !final_journal.problems.is_empty() =>
+        {
+            exit::FAILED
+        }
+        RunState::Succeeded => exit::OK,
+        RunState::Failed => exit::FAILED,
+        RunState::Paused => exit::NEEDS_OPERATOR,
+        RunState::Aborted => exit::ABORTED,
+        RunState::Running => exit::FAILED,
+    };
+    Ok(Outcome {
+        stdout: String::new(),
+        stderr: String::new(),
+        code,
+    })
+}

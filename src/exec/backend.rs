@@ -1,0 +1,285 @@
+//! How actions reach the systems they act on. The engine runs the local actions (shell,
+//! sleep, http) itself and the interactive ones through the prompter; every other action
+//! goes to the `Backend` that handles it (kube, vault, aws, ssh, etcd: later issues plug
+//! theirs in here). Tests of the engine may register in-memory fakes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use super::context::Values;
+use super::events::{Reporter, RunEvent};
+use crate::runbook::Action;
+use crate::secret::Redactor;
+
+/// What an action produced: `result` for outputs and `expect`, and output lines for the
+/// report.
+#[derive(Clone, Debug, Default)]
+pub struct ActionResult {
+    pub value: serde_json::Value,
+    pub lines: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("cancelled by the operator (Ctrl-C)")]
+    Cancelled,
+    #[error(
+        "no backend in this build performs `{action}`; do this step by hand (`drctl print` shows the command) and confirm it"
+    )]
+    Unsupported { action: &'static str },
+    #[error("timed out after {0}")]
+    Timeout(String),
+    #[error("{0}")]
+    NeedsOperator(String),
+    #[error("skipped by the operator")]
+    SkippedByOperator,
+    #[error("aborted by the operator")]
+    AbortedByOperator,
+}
+
+/// Sends events to every reporter, redacting every text first.
+#[derive(Clone)]
+pub struct EventBus {
+    reporters: Arc<Mutex<Vec<Box<dyn Reporter>>>>,
+    redactor: Redactor,
+}
+
+impl EventBus {
+    pub fn new(redactor: Redactor) -> Self {
+        EventBus {
+            reporters: Arc::new(Mutex::new(Vec::new())),
+            redactor,
+        }
+    }
+
+    pub fn add(&self, r: Box<dyn Reporter>) {
+        let mut g = match self.reporters.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.push(r);
+    }
+
+    pub fn emit(&self, e: RunEvent) {
+        let e = self.redact(e);
+        let mut g = match self.reporters.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        for r in g.iter_mut() {
+            r.event(&e);
+        }
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// A last line of defence: every string of the event goes through the redactor.
+    fn redact(&self, e: RunEvent) -> RunEvent {
+        let v = match serde_json::to_value(&e) {
+            Ok(v) => v,
+            Err(_) => return e,
+        };
+        let red = self.redactor.redact_json(&v);
+        if red == v {
+            return e;
+        }
+        match e {
+            RunEvent::StepOutput { id, line } => RunEvent::StepOutput {
+                id,
+                line: self.redactor.redact(&line),
+            },
+            RunEvent::StepProgress { id, message } => RunEvent::StepProgress {
+                id,
+                message: self.redactor.redact(&message),
+            },
+            RunEvent::Notice { message } => RunEvent::Notice {
+                message: self.redactor.redact(&message),
+            },
+            RunEvent::Problem { step, message } => RunEvent::Problem {
+                step,
+                message: self.redactor.redact(&message),
+            },
+            RunEvent::StepStarted {
+                index,
+                total,
+                id,
+                title,
+                action,
+                mutates,
+                rendered,
+                timeout_secs,
+                cleanup,
+            } => RunEvent::StepStarted {
+                index,
+                total,
+                id,
+                title: self.redactor.redact(&title),
+                action,
+                mutates,
+                rendered: rendered.iter().map(|l| self.redactor.redact(l)).collect(),
+                timeout_secs,
+                cleanup,
+            },
+            RunEvent::StepRetry {
+                id,
+                attempt,
+                attempts,
+                error,
+                wait_ms,
+            } => RunEvent::StepRetry {
+                id,
+                attempt,
+                attempts,
+                error: self.redactor.redact(&error),
+                wait_ms,
+            },
+            RunEvent::StepFinished {
+                id,
+                outcome,
+                duration_ms,
+            } => {
+                use super::events::StepOutcome as O;
+                let outcome = match outcome {
+                    O::Failed { error } => O::Failed {
+                        error: self.redactor.redact(&error),
+                    },
+                    O::Skipped { reason } => O::Skipped {
+                        reason: self.redactor.redact(&reason),
+                    },
+                    O::NeedsOperator { reason } => O::NeedsOperator {
+                        reason: self.redactor.redact(&reason),
+                    },
+                    other => other,
+                };
+                RunEvent::StepFinished {
+                    id,
+                    outcome,
+                    duration_ms,
+                }
+            }
+            RunEvent::RunFinished {
+                run_id,
+                state,
+                mode,
+                succeeded,
+                skipped,
+                failed,
+                would_run,
+                problems,
+                report,
+            } => RunEvent::RunFinished {
+                run_id,
+                state,
+                mode,
+                succeeded,
+                skipped,
+                failed,
+                would_run,
+                problems: problems.iter().map(|p| self.redactor.redact(p)).collect(),
+                report,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Cancellation: the number of Ctrl-C presses so far.
+#[derive(Clone)]
+pub struct Cancel {
+    rx: tokio::sync::watch::Receiver<u32>,
+}
+
+impl Cancel {
+    pub fn new(rx: tokio::sync::watch::Receiver<u32>) -> Self {
+        Cancel { rx }
+    }
+
+    /// A token that is never cancelled (tests, benchmarks).
+    pub fn never() -> (tokio::sync::watch::Sender<u32>, Self) {
+        let (tx, rx) = tokio::sync::watch::channel(0);
+        (tx, Cancel { rx })
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        *self.rx.borrow() > 0
+    }
+
+    /// Resolves at the first Ctrl-C (at once if one came already).
+    pub async fn cancelled(&self) {
+        let mut rx = self.rx.clone();
+        loop {
+            if *rx.borrow_and_update() > 0 {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                // The sender is gone: nobody can cancel any more.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// What an action may use while it runs.
+pub struct ActionCtx<'a> {
+    pub step_id: &'a str,
+    pub values: &'a Values,
+    /// A rehearsal: perform only the read-only half of a mutating action.
+    pub dry_run: bool,
+    pub bus: &'a EventBus,
+    pub cancel: &'a Cancel,
+    /// The step's timeout, for actions that wait.
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl ActionCtx<'_> {
+    pub fn output(&self, line: impl Into<String>) {
+        self.bus.emit(RunEvent::StepOutput {
+            id: self.step_id.to_owned(),
+            line: line.into(),
+        });
+    }
+
+    pub fn progress(&self, message: impl Into<String>) {
+        self.bus.emit(RunEvent::StepProgress {
+            id: self.step_id.to_owned(),
+            message: message.into(),
+        });
+    }
+}
+
+pub type ActionFuture<'a> = Pin<Box<dyn Future<Output = Result<ActionResult, ActionError>> + 'a>>;
+
+/// A system drctl acts on.
+pub trait Backend: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn handles(&self, action: &Action) -> bool;
+    fn execute<'a>(&'a self, action: &'a Action, ctx: &'a ActionCtx<'a>) -> ActionFuture<'a>;
+}
+
+/// The backends of this build.
+#[derive(Default)]
+pub struct Backends {
+    list: Vec<Box<dyn Backend>>,
+}
+
+impl Backends {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(&mut self, b: Box<dyn Backend>) {
+        self.list.push(b);
+    }
+
+    pub fn find(&self, action: &Action) -> Option<&dyn Backend> {
+        self.list
+            .iter()
+            .find(|b| b.handles(action))
+            .map(|b| b.as_ref())
+    }
+}

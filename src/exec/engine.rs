@@ -1,0 +1,960 @@
+//! The engine: walks the steps of a runbook, asks, acts, checks, captures, and records
+//! every transition in the journal before moving on. It emits events; it never prints.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use minijinja::Value;
+
+use super::backend::{ActionCtx, ActionError, ActionResult, Backends, Cancel, EventBus};
+use super::context::Values;
+use super::events::{RunEvent, StepOutcome};
+use super::journal::{Journal, JournalError, JournalStore, Mode, RunState, StepState};
+use super::local;
+use super::prompt::{
+    InterruptedDecision, ManualDecision, PromptError, Prompter, StepDecision, StepView,
+};
+use crate::render::{context::Resolver, equivalent};
+use crate::runbook::action::{Action, ActionSpec, Sink};
+use crate::runbook::model::{ActionBlock, Confirm, Step};
+use crate::runbook::{Dur, Runbook};
+use crate::secret::MIN_SECRET_LEN;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// Choices of the operator that shape a run.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub dry_run: bool,
+    /// No prompts.
+    pub yes: bool,
+    /// Start at this step (earlier pending steps are skipped).
+    pub from: Option<String>,
+    /// Run only these steps.
+    pub only: Vec<String>,
+    /// Manual (or `confirm: always`) steps the operator confirms from the command line.
+    pub confirmed: BTreeSet<String>,
+    /// Decisions for interrupted steps, from `--resolve STEP=rerun|done|skip`.
+    pub resolve: BTreeMap<String, InterruptedDecision>,
+    /// Answers to `choose` / `input` steps, by step id (from `--set STEP=VALUE`).
+    pub answers: BTreeMap<String, String>,
+}
+
+/// What to do after a step.
+enum Flow {
+    Next,
+    Stop(RunState),
+}
+
+pub struct Engine<'a> {
+    pub rb: &'a Runbook,
+    pub journal: Journal,
+    pub store: &'a dyn JournalStore,
+    pub values: Values,
+    pub prompter: Box<dyn Prompter>,
+    pub bus: EventBus,
+    pub backends: &'a Backends,
+    pub opts: Options,
+    pub cancel: Cancel,
+    pub resumed: bool,
+    /// How the report of this run is shown (`drctl report RUN_ID`).
+    pub report_hint: String,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Engine<'_> {
+    /// Run (or resume) to the end, a failure, an abort or a question nobody can answer.
+    pub async fn run(mut self) -> Result<Journal, EngineError> {
+        let steps: Vec<&Step> = self.rb.main_steps().collect();
+        self.bus.emit(RunEvent::RunStarted {
+            run_id: self.journal.run_id.clone(),
+            runbook: self.rb.name.value.clone(),
+            title: self.rb.title.clone(),
+            mode: self.journal.mode,
+            steps: steps.len(),
+            resumed: self.resumed,
+            journal: self.store.describe(&self.journal.run_id),
+        });
+        self.journal.state = RunState::Running;
+        self.store.save(&mut self.journal)?;
+
+        if let Some(from) = &self.opts.from
+            && !steps.iter().any(|s| &s.id.value == from)
+        {
+            self.bus.emit(RunEvent::Notice {
+                message: format!("--from: no step `{from}` in this runbook"),
+            });
+            return self.finish(RunState::Failed).await;
+        }
+        let mut before_from = self.opts.from.is_some();
+        let total = steps.len();
+        for (i, step) in steps.iter().enumerate() {
+            if before_from && Some(&step.id.value) == self.opts.from.as_ref() {
+                before_from = false;
+            }
+            let skip_reason = if before_from {
+                Some("before --from".to_owned())
+            } else if !self.opts.only.is_empty() && !self.opts.only.contains(&step.id.value) {
+                Some("not selected with --only".to_owned())
+            } else {
+                None
+            };
+            if let Some(reason) = skip_reason {
+                if self.state_of(&step.id.value) == StepState::Pending {
+                    self.mark(
+                        &step.id.value,
+                        StepState::Skipped,
+                        Some(reason.clone()),
+                        None,
+                    )?;
+                    self.finished(
+                        &step.id.value,
+                        StepOutcome::Skipped { reason },
+                        Duration::ZERO,
+                    );
+                }
+                continue;
+            }
+            match self.step(step, i + 1, total, false).await? {
+                Flow::Next => {}
+                Flow::Stop(state) => return self.finish(state).await,
+            }
+        }
+        self.finish(RunState::Succeeded).await
+    }
+
+    fn state_of(&self, id: &str) -> StepState {
+        self.journal
+            .step(id)
+            .map(|s| s.state)
+            .unwrap_or(StepState::Pending)
+    }
+
+    /// Record a transition and write the journal before anything else happens.
+    fn mark(
+        &mut self,
+        id: &str,
+        state: StepState,
+        message: Option<String>,
+        decided_by: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let redactor = self.bus.redactor().clone();
+        if let Some(rec) = self.journal.step_mut(id) {
+            rec.state = state;
+            let now = Utc::now();
+            match state {
+                StepState::Running => {
+                    rec.started_at = Some(now);
+                    rec.finished_at = None;
+                    rec.attempts += 1;
+                    rec.message = None;
+                }
+                StepState::Pending => {}
+                _ => {
+                    if rec.started_at.is_none() {
+                        rec.started_at = Some(now);
+                    }
+                    rec.finished_at = Some(now);
+                }
+            }
+            if let Some(m) = message {
+                rec.message = Some(redactor.redact(&m));
+            }
+            if let Some(d) = decided_by {
+                rec.decided_by = Some(d.to_owned());
+            }
+        }
+        self.store.save(&mut self.journal)?;
+        Ok(())
+    }
+
+    fn finished(&self, id: &str, outcome: StepOutcome, took: Duration) {
+        self.bus.emit(RunEvent::StepFinished {
+            id: id.to_owned(),
+            outcome,
+            duration_ms: ms(took),
+        });
+    }
+
+    fn problem(&mut self, step: Option<&str>, message: String) {
+        let message = self.bus.redactor().redact(&message);
+        let entry = match step {
+            Some(s) => format!("{s}: {message}"),
+            None => message.clone(),
+        };
+        self.journal.problems.push(entry);
+        self.bus.emit(RunEvent::Problem {
+            step: step.map(str::to_owned),
+            message,
+        });
+    }
+
+    /// Everything about a step, for the "details" answer.
+    fn details(&self, step: &Step, rendered: &[String]) -> String {
+        let mut d = format!("{} ({})\n", step.title, step.action.name());
+        if let Some(desc) = &step.description {
+            d.push_str(&format!("\n{}\n", self.render_shown(desc)));
+        }
+        if !rendered.is_empty() {
+            d.push_str("\nWhat it does:\n");
+            for l in rendered {
+                d.push_str(&format!("  {l}\n"));
+            }
+        }
+        if let Some(e) = &step.expect {
+            d.push_str(&format!("\nExpected: {}\n", self.render_shown(e)));
+        }
+        if let Some(f) = &step.fallback {
+            d.push_str(&format!("\nIf it fails: {}\n", self.render_shown(f)));
+        }
+        if let Some(t) = step.timeout {
+            d.push_str(&format!("\nTimeout: {t}\n"));
+        }
+        d
+    }
+
+    fn render_shown(&self, t: &crate::runbook::Text) -> String {
+        self.values
+            .render(t, Sink::Shown)
+            .unwrap_or_else(|_| t.value.clone())
+    }
+
+    /// What the action will do, with secrets as placeholders.
+    fn rendered(&self, action: &Action) -> Vec<String> {
+        let r = Resolver::from_run(&self.values);
+        let mut lines = match action {
+            Action::Manual(m) => vec![r.text(&m.instructions, Sink::Shown)],
+            Action::Choose(c) => vec![r.text(&c.prompt, Sink::Shown)],
+            Action::Input(i) => vec![r.text(&i.prompt, Sink::Shown)],
+            _ => Vec::new(),
+        };
+        lines.extend(equivalent::commands(action, &r));
+        lines
+    }
+
+    async fn step(
+        &mut self,
+        step: &Step,
+        index: usize,
+        total: usize,
+        cleanup: bool,
+    ) -> Result<Flow, EngineError> {
+        let id = step.id.value.clone();
+        let started = Instant::now();
+        let dry = self.opts.dry_run;
+        let mut decided_by: Option<String> = None;
+        let mut rerun_interrupted = false;
+
+        match self.state_of(&id) {
+            StepState::Succeeded | StepState::Skipped => return Ok(Flow::Next),
+            StepState::Pending | StepState::Failed => {}
+            StepState::Running => {
+                // drctl stopped while this step ran: it may be done, half done or not.
+                if step.idempotent {
+                    self.bus.emit(RunEvent::Notice {
+                        message: format!(
+                            "step `{id}` was interrupted; it is idempotent, running it again"
+                        ),
+                    });
+                    rerun_interrupted = true;
+                } else {
+                    if let Some(check) = &step.check
+                        && !dry
+                        && self.check(step, check).await.is_ok()
+                    {
+                        self.mark(
+                            &id,
+                            StepState::Succeeded,
+                            Some("interrupted, but its check shows it done".into()),
+                            Some("check"),
+                        )?;
+                        self.finished(&id, StepOutcome::AlreadyDone, started.elapsed());
+                        return Ok(Flow::Next);
+                    }
+                    let rendered = self.rendered(&step.action);
+                    let details = self.details(step, &rendered);
+                    let view = StepView {
+                        id: &id,
+                        title: &step.title,
+                        action: step.action.name(),
+                        details: &details,
+                    };
+                    let choice = match self.opts.resolve.get(&id) {
+                        Some(d) => Ok(*d),
+                        None => self.prompter.interrupted(&view),
+                    };
+                    match choice {
+                        Ok(InterruptedDecision::Rerun) => {
+                            rerun_interrupted = true;
+                            decided_by = Some("operator: re-run after interruption".into());
+                        }
+                        Ok(InterruptedDecision::MarkDone) => {
+                            self.mark(
+                                &id,
+                                StepState::Succeeded,
+                                Some(
+                                    "interrupted; marked done by the operator after checking"
+                                        .into(),
+                                ),
+                                Some("operator"),
+                            )?;
+                            self.finished(&id, StepOutcome::Succeeded, started.elapsed());
+                            return Ok(Flow::Next);
+                        }
+                        Ok(InterruptedDecision::Skip) => {
+                            return self.skip(&id, "interrupted; skipped by the operator", started);
+                        }
+                        Ok(InterruptedDecision::Abort) | Err(PromptError::Aborted) => {
+                            return Ok(Flow::Stop(RunState::Aborted));
+                        }
+                        Err(PromptError::NoOperator(reason)) => {
+                            return self.needs_operator(&id, reason, started);
+                        }
+                        Err(PromptError::Io(e)) => {
+                            return self.fail(
+                                &id,
+                                format!("cannot ask the operator: {e}"),
+                                started,
+                                cleanup,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let _ = rerun_interrupted;
+
+        // `when`: skip the step when its condition is false.
+        if let Some(w) = &step.when {
+            match self.values.eval(w, None) {
+                Ok(v) if !v.is_true() => {
+                    return self.skip(&id, &format!("condition `{}` is false", w.value), started);
+                }
+                Ok(_) => {}
+                Err(e) => return self.fail(&id, e.to_string(), started, cleanup),
+            }
+        }
+
+        let rendered = self.rendered(&step.action);
+        if let Some(rec) = self.journal.step_mut(&id) {
+            let red = self.bus.redactor().clone();
+            rec.rendered = rendered.iter().map(|l| red.redact(l)).collect();
+        }
+
+        // "Already done?": a passing check makes the action unnecessary.
+        if let Some(check) = &step.check
+            && step.action.mutates()
+            && self.check(step, check).await.is_ok()
+        {
+            self.mark(
+                &id,
+                StepState::Succeeded,
+                Some("already done (its check passed)".into()),
+                Some("check"),
+            )?;
+            self.finished(&id, StepOutcome::AlreadyDone, started.elapsed());
+            return Ok(Flow::Next);
+        }
+
+        let details = self.details(step, &rendered);
+        let view = StepView {
+            id: &id,
+            title: &step.title,
+            action: step.action.name(),
+            details: &details,
+        };
+
+        let interactive_action = matches!(
+            step.action,
+            Action::Manual(_) | Action::Input(_) | Action::Choose(_)
+        );
+        // A rehearsal shows a mutation instead of performing it.
+        if dry && step.action.mutates() {
+            self.bus
+                .emit(self.started_event(step, index, total, &rendered, cleanup));
+            for o in &step.outputs {
+                let placeholder = format!(
+                    "<{} from step {id}: not captured in a rehearsal>",
+                    o.name.value
+                );
+                self.values
+                    .outputs
+                    .insert(o.name.value.clone(), Value::from(placeholder));
+            }
+            if let Some(rec) = self.journal.step_mut(&id) {
+                rec.rehearsed = true;
+            }
+            self.mark(
+                &id,
+                StepState::Skipped,
+                Some("rehearsal: would run".into()),
+                Some("--dry-run"),
+            )?;
+            self.finished(&id, StepOutcome::WouldRun, started.elapsed());
+            return Ok(Flow::Next);
+        }
+
+        // Confirmation before a mutation (or when the runbook asks for one).
+        let wants_confirm = !interactive_action
+            && !dry
+            && match step.confirm {
+                Confirm::Always => true,
+                Confirm::Never => false,
+                Confirm::Auto => step.action.mutates(),
+            };
+        if wants_confirm {
+            if self.opts.confirmed.contains(&id) {
+                decided_by = Some(format!("--confirm {id}"));
+            } else if self.opts.yes {
+                if step.confirm == Confirm::Always {
+                    return self.needs_operator(
+                        &id,
+                        format!("step `{id}` asks for a confirmation even with --yes; check it, then resume with `--confirm {id}`"),
+                        started,
+                    );
+                }
+                decided_by.get_or_insert_with(|| "--yes".into());
+            } else {
+                match self.prompter.confirm_step(&view) {
+                    Ok(StepDecision::Run) => {
+                        decided_by.get_or_insert_with(|| "operator".into());
+                    }
+                    Ok(StepDecision::Skip) => {
+                        return self.skip(&id, "skipped by the operator", started);
+                    }
+                    Ok(StepDecision::Abort) | Err(PromptError::Aborted) => {
+                        return Ok(Flow::Stop(RunState::Aborted));
+                    }
+                    Err(PromptError::NoOperator(r)) => return self.needs_operator(&id, r, started),
+                    Err(PromptError::Io(e)) => {
+                        return self.fail(
+                            &id,
+                            format!("cannot ask the operator: {e}"),
+                            started,
+                            cleanup,
+                        );
+                    }
+                }
+            }
+        }
+
+        self.mark(&id, StepState::Running, None, decided_by.as_deref())?;
+        self.bus
+            .emit(self.started_event(step, index, total, &rendered, cleanup));
+
+        let result = self.attempts(step, &view).await;
+        match result {
+            Ok(res) => {
+                // "Did it work?"
+                if let Some(check) = &step.check
+                    && !dry
+                    && let Err(e) = self.check(step, check).await
+                {
+                    return self.fail(
+                        &id,
+                        format!("the action finished but its check did not pass: {e}"),
+                        started,
+                        cleanup,
+                    );
+                }
+                if let Err(e) = self.capture(step, &res) {
+                    return self.fail(&id, e, started, cleanup);
+                }
+                let red = self.bus.redactor().clone();
+                if let Some(rec) = self.journal.step_mut(&id) {
+                    let keep = res.lines.len().saturating_sub(local::EXCERPT_LINES);
+                    rec.output_excerpt = res.lines[keep..].iter().map(|l| red.redact(l)).collect();
+                }
+                let by = match &step.action {
+                    Action::Manual(_) => Some(if self.opts.confirmed.contains(&id) {
+                        format!("--confirm {id}")
+                    } else {
+                        "operator".to_owned()
+                    }),
+                    _ => None,
+                };
+                self.mark(&id, StepState::Succeeded, None, by.as_deref())?;
+                self.finished(&id, StepOutcome::Succeeded, started.elapsed());
+                Ok(Flow::Next)
+            }
+            Err(ActionError::Cancelled) => {
+                self.mark(
+                    &id,
+                    StepState::Failed,
+                    Some("interrupted by the operator (Ctrl-C)".into()),
+                    None,
+                )?;
+                self.finished(
+                    &id,
+                    StepOutcome::Failed {
+                        error: "interrupted (Ctrl-C)".into(),
+                    },
+                    started.elapsed(),
+                );
+                Ok(Flow::Stop(RunState::Aborted))
+            }
+            Err(ActionError::NeedsOperator(reason)) => self.needs_operator(&id, reason, started),
+            Err(ActionError::SkippedByOperator) => {
+                self.skip(&id, "skipped by the operator", started)
+            }
+            Err(ActionError::AbortedByOperator) => {
+                self.mark(
+                    &id,
+                    StepState::Pending,
+                    Some("aborted by the operator".into()),
+                    None,
+                )?;
+                Ok(Flow::Stop(RunState::Aborted))
+            }
+            Err(e) => self.fail(&id, e.to_string(), started, cleanup),
+        }
+    }
+
+    fn started_event(
+        &self,
+        step: &Step,
+        index: usize,
+        total: usize,
+        rendered: &[String],
+        cleanup: bool,
+    ) -> RunEvent {
+        RunEvent::StepStarted {
+            index,
+            total,
+            id: step.id.value.clone(),
+            title: step.title.clone(),
+            action: step.action.name().to_owned(),
+            mutates: step.action.mutates(),
+            rendered: rendered.to_vec(),
+            timeout_secs: step.timeout.map(|t| t.value.as_secs()),
+            cleanup,
+        }
+    }
+
+    fn skip(&mut self, id: &str, reason: &str, started: Instant) -> Result<Flow, EngineError> {
+        self.mark(id, StepState::Skipped, Some(reason.to_owned()), None)?;
+        self.finished(
+            id,
+            StepOutcome::Skipped {
+                reason: reason.to_owned(),
+            },
+            started.elapsed(),
+        );
+        Ok(Flow::Next)
+    }
+
+    fn needs_operator(
+        &mut self,
+        id: &str,
+        reason: String,
+        started: Instant,
+    ) -> Result<Flow, EngineError> {
+        // Pending, not failed: nothing was done, the step waits for a person.
+        self.mark(id, StepState::Pending, Some(reason.clone()), None)?;
+        self.finished(
+            id,
+            StepOutcome::NeedsOperator {
+                reason: reason.clone(),
+            },
+            started.elapsed(),
+        );
+        if self.opts.dry_run {
+            self.problem(Some(id), reason);
+            return Ok(Flow::Next);
+        }
+        Ok(Flow::Stop(RunState::Paused))
+    }
+
+    fn fail(
+        &mut self,
+        id: &str,
+        error: String,
+        started: Instant,
+        cleanup: bool,
+    ) -> Result<Flow, EngineError> {
+        let error = self.bus.redactor().redact(&error);
+        self.mark(id, StepState::Failed, Some(error.clone()), None)?;
+        self.finished(
+            id,
+            StepOutcome::Failed {
+                error: error.clone(),
+            },
+            started.elapsed(),
+        );
+        if self.opts.dry_run {
+            // A rehearsal goes on, to find every problem at once.
+            self.problem(Some(id), error);
+            return Ok(Flow::Next);
+        }
+        if cleanup {
+            return Ok(Flow::Next);
+        }
+        self.values.run.failed_step = Some(id.to_owned());
+        Ok(Flow::Stop(RunState::Failed))
+    }
+
+    /// Capture the step's outputs from its result.
+    fn capture(&mut self, step: &Step, res: &ActionResult) -> Result<(), String> {
+        for o in &step.outputs {
+            let v = self
+                .values
+                .eval(&o.from, Some(&res.value))
+                .map_err(|e| format!("cannot capture output `{}`: {e}", o.name.value))?;
+            if v.is_undefined() {
+                return Err(format!(
+                    "output `{}`: `{}` is undefined in the step's result",
+                    o.name.value, o.from.value
+                ));
+            }
+            let name = o.name.value.clone();
+            if o.secret {
+                if let Some(s) = v.as_str() {
+                    self.bus.redactor().add(s);
+                } else {
+                    self.bus.redactor().add(&v.to_string());
+                }
+                self.values.secret_names.insert(name.clone());
+                if !self.journal.secret_outputs.contains(&name) {
+                    self.journal.secret_outputs.push(name.clone());
+                }
+            } else {
+                self.journal
+                    .outputs
+                    .insert(name.clone(), Values::to_json(&v));
+            }
+            self.values.lost_secrets.remove(&name);
+            self.values.outputs.insert(name, v);
+        }
+        Ok(())
+    }
+
+    /// Run a read-only check; Ok when it passes.
+    async fn check(&mut self, step: &Step, check: &ActionBlock) -> Result<(), String> {
+        let ctx = ActionCtx {
+            step_id: &step.id.value,
+            values: &self.values,
+            dry_run: false,
+            bus: &self.bus,
+            cancel: &self.cancel,
+            timeout: step.timeout.map(|t| t.value),
+        };
+        let fut = perform(&check.action, &ctx, self.backends);
+        let res = match step.timeout {
+            Some(t) => match tokio::time::timeout(t.value, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(ActionError::Timeout(t.to_string())),
+            },
+            None => fut.await,
+        };
+        res.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// The action with its timeout and retries; interactive actions go to the prompter.
+    async fn attempts(
+        &mut self,
+        step: &Step,
+        view: &StepView<'_>,
+    ) -> Result<ActionResult, ActionError> {
+        let id = step.id.value.clone();
+        match &step.action {
+            Action::Manual(_) => {
+                if self.opts.confirmed.contains(&id) {
+                    return Ok(ActionResult::default());
+                }
+                return match self.prompter.manual_done(view) {
+                    Ok(ManualDecision::Done) => Ok(ActionResult {
+                        value: serde_json::json!({ "confirmed": true }),
+                        lines: vec![],
+                    }),
+                    Ok(ManualDecision::Skip) => Err(ActionError::SkippedByOperator),
+                    Ok(ManualDecision::Abort) | Err(PromptError::Aborted) => {
+                        Err(ActionError::AbortedByOperator)
+                    }
+                    Err(PromptError::NoOperator(r)) => Err(ActionError::NeedsOperator(r)),
+                    Err(PromptError::Io(e)) => {
+                        Err(ActionError::Failed(format!("cannot ask the operator: {e}")))
+                    }
+                };
+            }
+            Action::Input(a) => {
+                let secret = a.kind == crate::runbook::action::InputKind::Secret;
+                let prompt = self.render_shown(&a.prompt);
+                let default = match &a.default {
+                    Some(d) => Some(
+                        self.values
+                            .render(d, Sink::Shown)
+                            .map_err(|e| ActionError::Failed(e.to_string()))?,
+                    ),
+                    None => None,
+                };
+                let value = self.answer(
+                    &id,
+                    secret,
+                    |p| p.input(&prompt, secret, default.as_deref()),
+                    default.clone(),
+                )?;
+                if let Some(pat) = &a.pattern
+                    && let Ok(re) = regex::Regex::new(&format!("^(?:{pat})$"))
+                    && !re.is_match(&value)
+                {
+                    return Err(ActionError::Failed(format!(
+                        "the answer does not match `{pat}`"
+                    )));
+                }
+                if secret {
+                    if value.len() < MIN_SECRET_LEN {
+                        return Err(ActionError::Failed(format!(
+                            "a secret must be at least {MIN_SECRET_LEN} characters"
+                        )));
+                    }
+                    self.bus.redactor().add(&value);
+                }
+                return Ok(ActionResult {
+                    value: serde_json::json!({ "value": value }),
+                    lines: vec![],
+                });
+            }
+            Action::Choose(c) => {
+                let prompt = self.render_shown(&c.prompt);
+                let options: Vec<(String, String)> = c
+                    .options
+                    .iter()
+                    .map(|o| (o.value.clone(), o.label.clone().unwrap_or_default()))
+                    .collect();
+                let default = c.default.as_ref().map(|d| d.value.clone());
+                let value = self.answer(
+                    &id,
+                    false,
+                    |p| p.choose(&prompt, &options, default.as_deref()),
+                    default.clone(),
+                )?;
+                if !options.iter().any(|(v, _)| *v == value) {
+                    let valid: Vec<&str> = options.iter().map(|(v, _)| v.as_str()).collect();
+                    return Err(ActionError::Failed(format!(
+                        "`{value}` is not one of {}",
+                        valid.join(", ")
+                    )));
+                }
+                return Ok(ActionResult {
+                    value: serde_json::json!({ "value": value }),
+                    lines: vec![format!("chose {value}")],
+                });
+            }
+            _ => {}
+        }
+
+        let attempts = step
+            .retries
+            .as_ref()
+            .map(|r| r.attempts.max(1))
+            .unwrap_or(1);
+        let mut backoff = step
+            .retries
+            .as_ref()
+            .and_then(|r| r.backoff)
+            .map(|b| b.value)
+            .unwrap_or(Duration::from_secs(2));
+        let max_backoff = step
+            .retries
+            .as_ref()
+            .and_then(|r| r.max_backoff)
+            .map(|b| b.value)
+            .unwrap_or(Duration::from_secs(300));
+        let mut attempt = 1;
+        loop {
+            let res = self.once(step).await;
+            match res {
+                Ok(r) => return Ok(r),
+                Err(ActionError::Cancelled) => return Err(ActionError::Cancelled),
+                Err(e @ ActionError::Unsupported { .. }) => return Err(e),
+                Err(e) if attempt < attempts => {
+                    let wait = backoff.min(max_backoff);
+                    self.bus.emit(RunEvent::StepRetry {
+                        id: id.clone(),
+                        attempt,
+                        attempts,
+                        error: e.to_string(),
+                        wait_ms: ms(wait),
+                    });
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.cancel.cancelled() => return Err(ActionError::Cancelled),
+                    }
+                    if let Some(rec) = self.journal.step_mut(&id) {
+                        rec.attempts += 1;
+                    }
+                    self.store
+                        .save(&mut self.journal)
+                        .map_err(|e| ActionError::Failed(e.to_string()))?;
+                    backoff = backoff.saturating_mul(2);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// An answer to a decision: the journal (on resume), `--set STEP=VALUE`, the operator,
+    /// or (with --yes only) the default.
+    fn answer(
+        &mut self,
+        id: &str,
+        secret: bool,
+        ask: impl FnOnce(&mut dyn Prompter) -> Result<String, PromptError>,
+        default: Option<String>,
+    ) -> Result<String, ActionError> {
+        if let Some(v) = self.journal.decisions.get(id) {
+            return Ok(v.clone());
+        }
+        let v = if let Some(v) = self.opts.answers.get(id) {
+            v.clone()
+        } else if self.opts.yes || self.opts.dry_run && default.is_some() {
+            match default {
+                Some(d) => d,
+                None => {
+                    return Err(ActionError::NeedsOperator(format!(
+                        "step `{id}` asks a question and --yes asks nothing; answer it with `--set {id}=VALUE`"
+                    )));
+                }
+            }
+        } else {
+            match ask(self.prompter.as_mut()) {
+                Ok(v) => v,
+                Err(PromptError::Aborted) => return Err(ActionError::AbortedByOperator),
+                Err(PromptError::NoOperator(r)) => return Err(ActionError::NeedsOperator(r)),
+                Err(PromptError::Io(e)) => {
+                    return Err(ActionError::Failed(format!("cannot ask the operator: {e}")));
+                }
+            }
+        };
+        if !secret {
+            self.journal.decisions.insert(id.to_owned(), v.clone());
+        }
+        Ok(v)
+    }
+
+    /// One attempt, bounded by the step's timeout, with a "late" warning past `warn_after`.
+    async fn once(&mut self, step: &Step) -> Result<ActionResult, ActionError> {
+        let ctx = ActionCtx {
+            step_id: &step.id.value,
+            values: &self.values,
+            dry_run: self.opts.dry_run,
+            bus: &self.bus,
+            cancel: &self.cancel,
+            timeout: step.timeout.map(|t| t.value),
+        };
+        let fut = perform(&step.action, &ctx, self.backends);
+        let warn = step.warn_after.map(|w| w.value);
+        let bus = self.bus.clone();
+        let id = step.id.value.clone();
+        let late = async move {
+            if let Some(w) = warn {
+                tokio::time::sleep(w).await;
+                bus.emit(RunEvent::StepLate {
+                    id,
+                    elapsed_secs: w.as_secs(),
+                    warn_after_secs: w.as_secs(),
+                });
+            }
+            std::future::pending::<()>().await;
+        };
+        let bounded = async {
+            tokio::select! {
+                r = fut => r,
+                _ = late => Err(ActionError::Failed("the late-warning timer ended".into())),
+            }
+        };
+        match step.timeout {
+            Some(t) => match tokio::time::timeout(t.value, bounded).await {
+                Ok(r) => r,
+                Err(_) => Err(ActionError::Timeout(Dur::human(t.value))),
+            },
+            None => bounded.await,
+        }
+    }
+
+    /// End the run: cleanup after a failure or an abort, the summary, the journal.
+    async fn finish(mut self, state: RunState) -> Result<Journal, EngineError> {
+        if matches!(state, RunState::Failed | RunState::Aborted)
+            && !self.opts.dry_run
+            && !self.rb.cleanup.is_empty()
+        {
+            let reason = match state {
+                RunState::Failed => format!(
+                    "step `{}` failed",
+                    self.values.run.failed_step.clone().unwrap_or_default()
+                ),
+                _ => "the run was aborted".to_owned(),
+            };
+            self.bus.emit(RunEvent::CleanupStarted { reason });
+            if self.values.run.failed_step.is_none() {
+                self.values.run.failed_step = self.journal.last_step().map(|s| s.id.clone());
+            }
+            let total = self.rb.cleanup.len();
+            let cleanup: Vec<&Step> = self.rb.cleanup.iter().collect();
+            for (i, s) in cleanup.into_iter().enumerate() {
+                // Cleanup is best effort: a failure is recorded and the next one runs.
+                let _ = self.step(s, i + 1, total, true).await?;
+            }
+        }
+        self.journal.state = state;
+        self.store.save(&mut self.journal)?;
+        let count = |st: StepState, rehearsed: bool| {
+            self.journal
+                .steps
+                .iter()
+                .filter(|s| s.state == st && s.rehearsed == rehearsed)
+                .count()
+        };
+        self.bus.emit(RunEvent::RunFinished {
+            run_id: self.journal.run_id.clone(),
+            state,
+            mode: self.journal.mode,
+            succeeded: count(StepState::Succeeded, false),
+            skipped: count(StepState::Skipped, false),
+            failed: count(StepState::Failed, false),
+            would_run: count(StepState::Skipped, true),
+            problems: self.journal.problems.clone(),
+            report: self.report_hint.clone(),
+        });
+        Ok(self.journal)
+    }
+}
+
+/// Perform one action: local ones here, remote ones through their backend.
+pub async fn perform(
+    action: &Action,
+    ctx: &ActionCtx<'_>,
+    backends: &Backends,
+) -> Result<ActionResult, ActionError> {
+    match action {
+        Action::Shell(a) => local::shell(a, ctx).await,
+        Action::Sleep(a) => local::sleep(a, ctx).await,
+        Action::Http(a) => local::http(a, ctx).await,
+        Action::Manual(_) | Action::Input(_) | Action::Choose(_) => {
+            Err(ActionError::Failed(format!(
+                "`{}` needs the operator and cannot be used as a check",
+                action.name()
+            )))
+        }
+        other => match backends.find(other) {
+            Some(b) => b.execute(other, ctx).await,
+            None => Err(ActionError::Unsupported {
+                action: other.name(),
+            }),
+        },
+    }
+}
+
+/// The journal's view of the run mode.
+pub fn mode(dry_run: bool) -> Mode {
+    if dry_run { Mode::Rehearsal } else { Mode::Run }
+}

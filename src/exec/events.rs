@@ -1,0 +1,113 @@
+//! What the engine tells the world. Reporters (terminal, plain lines, JSON lines, the
+//! audit log) consume these; the engine never prints. Every text in an event has already
+//! been through the run's redactor.
+
+use serde::Serialize;
+
+use super::journal::{Mode, RunState};
+
+/// How a step ended.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum StepOutcome {
+    Succeeded,
+    /// The `check` showed it was already done; the action did not run.
+    AlreadyDone,
+    Skipped {
+        reason: String,
+    },
+    Failed {
+        error: String,
+    },
+    /// A rehearsal: the mutation was shown, not performed.
+    WouldRun,
+    /// Waiting for the operator (a manual step under --yes, an interrupted step).
+    NeedsOperator {
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    RunStarted {
+        run_id: String,
+        runbook: String,
+        title: String,
+        mode: Mode,
+        steps: usize,
+        resumed: bool,
+        journal: String,
+    },
+    /// A note for the operator (a secret passed on the command line, a changed runbook).
+    Notice {
+        message: String,
+    },
+    StepStarted {
+        index: usize,
+        total: usize,
+        id: String,
+        title: String,
+        action: String,
+        mutates: bool,
+        /// The action as it will be performed, one line each.
+        rendered: Vec<String>,
+        /// The wait's bound, in seconds.
+        timeout_secs: Option<u64>,
+        cleanup: bool,
+    },
+    /// A line of a command's output, or a progress message of a wait.
+    StepOutput {
+        id: String,
+        line: String,
+    },
+    /// A wait's progress, e.g. "12/40 applications synced".
+    StepProgress {
+        id: String,
+        message: String,
+    },
+    /// Running longer than the runbook's `warn_after`: this milestone is late.
+    StepLate {
+        id: String,
+        elapsed_secs: u64,
+        warn_after_secs: u64,
+    },
+    StepRetry {
+        id: String,
+        attempt: u32,
+        attempts: u32,
+        error: String,
+        wait_ms: u64,
+    },
+    StepFinished {
+        id: String,
+        #[serde(flatten)]
+        outcome: StepOutcome,
+        duration_ms: u64,
+    },
+    /// Something a rehearsal found that would stop the real run.
+    Problem {
+        step: Option<String>,
+        message: String,
+    },
+    CleanupStarted {
+        reason: String,
+    },
+    RunFinished {
+        run_id: String,
+        state: RunState,
+        mode: Mode,
+        succeeded: usize,
+        skipped: usize,
+        failed: usize,
+        would_run: usize,
+        problems: Vec<String>,
+        /// How to see the report.
+        report: String,
+    },
+}
+
+/// Something that consumes events.
+pub trait Reporter: Send {
+    fn event(&mut self, e: &RunEvent);
+}

@@ -1,0 +1,443 @@
+//! The journal: one versioned JSON document per run, rewritten atomically (temp file,
+//! fsync, rename, fsync of the directory) at every step transition. It never holds a
+//! secret: secret inputs and outputs are recorded by name only.
+//!
+//! Storage goes through `JournalStore`, so a remote store (an S3 bucket with conditional
+//! writes on `seq`) can replace the local directory.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub const FORMAT: &str = "drctl-journal";
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error(
+        "cannot create the state directory {path}: {source}; set --state-dir or DRCTL_STATE_DIR to a writable place"
+    )]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write the journal {path}: {source}; the step was not started")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read the journal {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the journal {path} is corrupt ({detail}); this run cannot be resumed from it, other runs are unaffected, and its audit log {audit} still holds the history"
+    )]
+    Corrupt {
+        path: PathBuf,
+        audit: PathBuf,
+        detail: String,
+    },
+    #[error(
+        "the journal {path} is version {found}, this drctl reads version {VERSION}; use the drctl that wrote it"
+    )]
+    Version { path: PathBuf, found: u32 },
+    #[error("no run `{0}` in the state directory; `drctl runs` lists them")]
+    NotFound(String),
+}
+
+/// Whether the run acts or rehearses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Run,
+    Rehearsal,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    Succeeded,
+    Failed,
+    /// Stopped by the operator (Ctrl-C, abort at a prompt).
+    Aborted,
+    /// Stopped waiting for the operator (a manual step under --yes, an interrupted step).
+    Paused,
+}
+
+impl RunState {
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunState::Succeeded)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Aborted => "aborted",
+            RunState::Paused => "paused",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Running => "running",
+            StepState::Succeeded => "succeeded",
+            StepState::Failed => "failed",
+            StepState::Skipped => "skipped",
+        }
+    }
+}
+
+/// One step's record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub id: String,
+    pub title: String,
+    pub action: String,
+    pub mutates: bool,
+    /// Hash of the step's definition, to tell what changed on resume.
+    pub fingerprint: String,
+    pub state: StepState,
+    #[serde(default)]
+    pub attempts: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The action as it was performed (or would be, in a rehearsal), redacted.
+    #[serde(default)]
+    pub rendered: Vec<String>,
+    /// Why it ended this way: an error, a skip reason, "already done (check passed)".
+    pub message: Option<String>,
+    /// The last lines of its output, redacted.
+    #[serde(default)]
+    pub output_excerpt: Vec<String>,
+    /// Who decided: `operator`, `--yes`, `--confirm STEP`, `check`, `resume: marked done`.
+    pub decided_by: Option<String>,
+    /// A rehearsal did not perform this mutation.
+    #[serde(default)]
+    pub rehearsed: bool,
+}
+
+/// The whole run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Journal {
+    pub format: String,
+    pub version: u32,
+    /// Bumped at every write; a remote store makes it the condition of its write.
+    pub seq: u64,
+    pub run_id: String,
+    pub runbook: String,
+    pub runbook_title: String,
+    /// `built-in` or the path of the file.
+    pub runbook_source: String,
+    pub fingerprint: String,
+    pub mode: Mode,
+    pub state: RunState,
+    pub operator: String,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Non-secret inputs with their values.
+    pub inputs: BTreeMap<String, String>,
+    /// Names of secret inputs (asked again on resume).
+    pub secret_inputs: Vec<String>,
+    /// Non-secret captured outputs.
+    pub outputs: BTreeMap<String, serde_json::Value>,
+    /// Names of secret outputs (held in memory only).
+    pub secret_outputs: Vec<String>,
+    pub steps: Vec<StepRecord>,
+    pub cleanup: Vec<StepRecord>,
+    /// Problems a rehearsal found, and other notes for the report.
+    #[serde(default)]
+    pub problems: Vec<String>,
+    /// Answers to decisions (choose/input steps), so a resume does not ask again.
+    #[serde(default)]
+    pub decisions: BTreeMap<String, String>,
+}
+
+impl Journal {
+    pub fn step_mut(&mut self, id: &str) -> Option<&mut StepRecord> {
+        self.steps
+            .iter_mut()
+            .chain(self.cleanup.iter_mut())
+            .find(|s| s.id == id)
+    }
+
+    pub fn step(&self, id: &str) -> Option<&StepRecord> {
+        self.steps
+            .iter()
+            .chain(self.cleanup.iter())
+            .find(|s| s.id == id)
+    }
+
+    /// The last step that started, for `drctl runs`.
+    pub fn last_step(&self) -> Option<&StepRecord> {
+        self.steps
+            .iter()
+            .filter(|s| s.started_at.is_some())
+            .max_by_key(|s| s.started_at)
+    }
+}
+
+/// Where journals live.
+pub trait JournalStore {
+    fn save(&self, journal: &mut Journal) -> Result<(), JournalError>;
+    fn load(&self, run_id: &str) -> Result<Journal, JournalError>;
+    /// Every run, newest first; unreadable journals are reported, not fatal.
+    fn list(&self) -> Result<Vec<Result<Journal, JournalError>>, JournalError>;
+    /// Where a human finds the run's files.
+    fn describe(&self, run_id: &str) -> String;
+}
+
+/// Journals in `STATE_DIR/runs/RUN_ID/journal.json`.
+#[derive(Clone, Debug)]
+pub struct LocalStore {
+    pub root: PathBuf,
+    /// For the benchmark only: no writes at all.
+    pub disabled: bool,
+}
+
+impl LocalStore {
+    pub fn new(root: PathBuf) -> Self {
+        LocalStore {
+            root,
+            disabled: false,
+        }
+    }
+
+    pub fn run_dir(&self, run_id: &str) -> PathBuf {
+        self.root.join("runs").join(run_id)
+    }
+
+    pub fn journal_path(&self, run_id: &str) -> PathBuf {
+        self.run_dir(run_id).join("journal.json")
+    }
+
+    pub fn audit_path(&self, run_id: &str) -> PathBuf {
+        self.run_dir(run_id).join("audit.jsonl")
+    }
+
+    pub fn ensure_run_dir(&self, run_id: &str) -> Result<PathBuf, JournalError> {
+        let dir = self.run_dir(run_id);
+        create_private_dir(&dir).map_err(|source| JournalError::StateDir {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(dir)
+    }
+}
+
+/// Create a directory (and parents) readable by the owner only.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Write `bytes` to `path` atomically: a temp file in the same directory, fsync, rename
+/// over the target, fsync of the directory so the rename itself survives a power cut.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("journal"),
+        std::process::id()
+    ));
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+impl JournalStore for LocalStore {
+    fn save(&self, journal: &mut Journal) -> Result<(), JournalError> {
+        journal.seq += 1;
+        journal.updated_at = Utc::now();
+        if self.disabled {
+            return Ok(());
+        }
+        let path = self.journal_path(&journal.run_id);
+        let mut bytes = serde_json::to_vec_pretty(journal).map_err(|e| JournalError::Write {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        bytes.push(b'\n');
+        write_atomic(&path, &bytes).map_err(|source| JournalError::Write { path, source })
+    }
+
+    fn load(&self, run_id: &str) -> Result<Journal, JournalError> {
+        let path = self.journal_path(run_id);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(JournalError::NotFound(run_id.to_owned()));
+            }
+            Err(source) => return Err(JournalError::Read { path, source }),
+        };
+        parse(&path, &self.audit_path(run_id), &bytes)
+    }
+
+    fn list(&self) -> Result<Vec<Result<Journal, JournalError>>, JournalError> {
+        let runs = self.root.join("runs");
+        let rd = match fs::read_dir(&runs) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(JournalError::Read { path: runs, source }),
+        };
+        let mut ids: Vec<String> = rd
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join("journal.json").exists())
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .collect();
+        ids.sort();
+        let mut out: Vec<Result<Journal, JournalError>> =
+            ids.iter().map(|id| self.load(id)).collect();
+        out.sort_by(|a, b| match (a, b) {
+            (Ok(a), Ok(b)) => b.started_at.cmp(&a.started_at),
+            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+            (Err(_), Err(_)) => std::cmp::Ordering::Equal,
+        });
+        Ok(out)
+    }
+
+    fn describe(&self, run_id: &str) -> String {
+        self.run_dir(run_id).display().to_string()
+    }
+}
+
+/// Parse journal bytes, telling corruption apart from a version this drctl cannot read.
+pub fn parse(path: &Path, audit: &Path, bytes: &[u8]) -> Result<Journal, JournalError> {
+    let corrupt = |detail: String| JournalError::Corrupt {
+        path: path.to_owned(),
+        audit: audit.to_owned(),
+        detail,
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not JSON: {e}")))?;
+    if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
+        return Err(corrupt("not a drctl journal".to_owned()));
+    }
+    let version = value
+        .get("version")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| corrupt("no version".to_owned()))?;
+    if version != VERSION {
+        return Err(JournalError::Version {
+            path: path.to_owned(),
+            found: version,
+        });
+    }
+    serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal(id: &str) -> Journal {
+        Journal {
+            format: FORMAT.into(),
+            version: VERSION,
+            seq: 0,
+            run_id: id.into(),
+            runbook: "t".into(),
+            runbook_title: "T".into(),
+            runbook_source: "built-in".into(),
+            fingerprint: "f".into(),
+            mode: Mode::Run,
+            state: RunState::Running,
+            operator: "op@host".into(),
+            started_at: Utc::now(),
+            updated_at: Utc::now(),
+            inputs: BTreeMap::new(),
+            secret_inputs: vec![],
+            outputs: BTreeMap::new(),
+            secret_outputs: vec![],
+            steps: vec![],
+            cleanup: vec![],
+            problems: vec![],
+            decisions: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn saves_and_loads_atomically() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path().to_owned());
+        store.ensure_run_dir("r1").expect("dir");
+        let mut j = journal("r1");
+        store.save(&mut j).expect("save");
+        store.save(&mut j).expect("save again");
+        let back = store.load("r1").expect("load");
+        assert_eq!(back.seq, 2);
+        let leftovers: Vec<_> = fs::read_dir(store.run_dir("r1"))
+            .expect("read")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("journal.json")]);
+    }
+
+    #[test]
+    fn corrupt_and_truncated_journals_are_clear_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path().to_owned());
+        store.ensure_run_dir("r1").expect("dir");
+        let mut j = journal("r1");
+        store.save(&mut j).expect("save");
+        let path = store.journal_path("r1");
+        let full = fs::read(&path).expect("read");
+        fs::write(&path, &full[..full.len() / 2]).expect("truncate");
+        let e = store.load("r1").expect_err("truncated");
+        assert!(matches!(e, JournalError::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains("other runs are unaffected"));
+        // Listing still works and reports the broken one.
+        store.ensure_run_dir("r2").expect("dir");
+        store.save(&mut journal("r2")).expect("save");
+        let all = store.list().expect("list");
+        assert_eq!(all.len(), 2);
+        assert!(all[0].is_ok() && all[1].is_err());
+    }
+
+    #[test]
+    fn other_versions_are_refused_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("journal.json");
+        let e = parse(&p, &p, br#"{"format":"drctl-journal","version":9}"#).expect_err("version");
+        assert!(matches!(e, JournalError::Version { found: 9, .. }));
+    }
+}

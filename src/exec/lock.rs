@@ -1,0 +1,167 @@
+//! One active run per runbook per state directory: `STATE_DIR/locks/NAME.lock`, created
+//! exclusively, naming who holds it and since when. A lock whose process is gone on the
+//! same host can be taken over explicitly.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("runbook `{runbook}` is being run by {} (pid {} on {}) since {}, run {}; wait for it, or run `drctl runs` to see it", .holder.operator, .holder.pid, .holder.host, .holder.since.format("%Y-%m-%d %H:%M:%S UTC"), .holder.run_id)]
+    Held { runbook: String, holder: LockInfo },
+    #[error("runbook `{runbook}` is locked by run {} of {}, whose process (pid {}) is gone; take the lock over with --take-over-lock after checking nobody else is working on it", .holder.run_id, .holder.operator, .holder.pid)]
+    Stale { runbook: String, holder: LockInfo },
+    #[error("cannot use the lock file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LockInfo {
+    pub run_id: String,
+    pub operator: String,
+    pub host: String,
+    pub pid: u32,
+    pub since: DateTime<Utc>,
+}
+
+/// A held lock; released (file removed) on drop.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+    info: LockInfo,
+}
+
+impl RunLock {
+    /// Take the lock of `runbook`, or say who holds it.
+    pub fn acquire(
+        state_dir: &Path,
+        runbook: &str,
+        info: LockInfo,
+        take_over: bool,
+    ) -> Result<RunLock, LockError> {
+        let dir = state_dir.join("locks");
+        let path = dir.join(format!("{runbook}.lock"));
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        super::journal::create_private_dir(&dir).map_err(io)?;
+        let body = serde_json::to_vec_pretty(&info).map_err(|e| io(std::io::Error::other(e)))?;
+        for _ in 0..2 {
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    f.write_all(&body).map_err(io)?;
+                    f.sync_all().map_err(io)?;
+                    return Ok(RunLock { path, info });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = read(&path).map_err(io)?;
+                    let Some(holder) = holder else {
+                        // Unreadable or half-written by a process that died while
+                        // creating it: nobody can hold it.
+                        fs::remove_file(&path).map_err(io)?;
+                        continue;
+                    };
+                    if holder.run_id == info.run_id && holder.pid == info.pid {
+                        return Ok(RunLock { path, info });
+                    }
+                    let gone = holder.host == info.host && !process_alive(holder.pid);
+                    if gone && take_over {
+                        fs::remove_file(&path).map_err(io)?;
+                        continue;
+                    }
+                    let runbook = runbook.to_owned();
+                    return Err(if gone {
+                        LockError::Stale { runbook, holder }
+                    } else {
+                        LockError::Held { runbook, holder }
+                    });
+                }
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Err(io(std::io::Error::other(
+            "the lock changed hands while taking it",
+        )))
+    }
+
+    pub fn info(&self) -> &LockInfo {
+        &self.info
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Only remove the lock if it is still ours.
+        if let Ok(Some(h)) = read(&self.path)
+            && h == self.info
+        {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn read(path: &Path) -> std::io::Result<Option<LockInfo>> {
+    match fs::read(path) {
+        Ok(b) => Ok(serde_json::from_slice(&b).ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a process of this host is still alive (signal 0 probes without signalling).
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(run: &str, pid: u32) -> LockInfo {
+        LockInfo {
+            run_id: run.into(),
+            operator: "op@host".into(),
+            host: "host".into(),
+            pid,
+            since: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn second_run_is_refused_and_names_the_holder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let me = std::process::id();
+        let lock = RunLock::acquire(dir.path(), "rb", info("r1", me), false).expect("first");
+        let e = RunLock::acquire(dir.path(), "rb", info("r2", me), false).expect_err("held");
+        assert!(matches!(e, LockError::Held { .. }));
+        assert!(e.to_string().contains("run r1"), "{e}");
+        drop(lock);
+        RunLock::acquire(dir.path(), "rb", info("r2", me), false).expect("free again");
+    }
+
+    #[test]
+    fn a_dead_holder_is_taken_over_only_when_asked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A pid that cannot exist (above pid_max).
+        let dead = info("r1", 99_999_999);
+        let stale = RunLock::acquire(dir.path(), "rb", dead, false).expect("taken");
+        std::mem::forget(stale);
+        let me = std::process::id();
+        let e = RunLock::acquire(dir.path(), "rb", info("r2", me), false).expect_err("stale");
+        assert!(matches!(e, LockError::Stale { .. }), "{e}");
+        RunLock::acquire(dir.path(), "rb", info("r2", me), true).expect("taken over");
+    }
+}

@@ -1,0 +1,280 @@
+//! Reporters: how a run looks on a terminal (spinners with elapsed time and timeout),
+//! as plain lines (not a terminal), as JSON lines (`--output json`), and the audit log.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::exec::events::{Reporter, RunEvent, StepOutcome};
+use crate::exec::journal::{Mode, RunState};
+
+fn secs(ms: u64) -> String {
+    let d = Duration::from_millis(ms);
+    if d.as_secs() >= 60 {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// Human output: spinners on a terminal, plain lines otherwise.
+pub struct HumanReporter {
+    out: Box<dyn Write + Send>,
+    spinner: Option<ProgressBar>,
+    tty: bool,
+    mode: Mode,
+}
+
+impl HumanReporter {
+    pub fn new(out: Box<dyn Write + Send>, tty: bool) -> Self {
+        HumanReporter {
+            out,
+            spinner: None,
+            tty,
+            mode: Mode::Run,
+        }
+    }
+
+    fn line(&mut self, s: &str) {
+        match &self.spinner {
+            Some(pb) => pb.println(s),
+            None => {
+                let _ = writeln!(self.out, "{s}");
+                let _ = self.out.flush();
+            }
+        }
+    }
+
+    fn stop_spinner(&mut self) {
+        if let Some(pb) = self.spinner.take() {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+impl Reporter for HumanReporter {
+    fn event(&mut self, e: &RunEvent) {
+        match e {
+            RunEvent::RunStarted {
+                run_id,
+                title,
+                mode,
+                steps,
+                resumed,
+                journal,
+                ..
+            } => {
+                self.mode = *mode;
+                let what = match (mode, resumed) {
+                    (Mode::Rehearsal, _) => "Rehearsal (dry-run: reads for real, no change)",
+                    (Mode::Run, true) => "Resuming",
+                    (Mode::Run, false) => "Running",
+                };
+                self.line(&format!("{what}: {title}"));
+                self.line(&format!("run {run_id} · {steps} steps · journal {journal}"));
+                self.line("");
+            }
+            RunEvent::Notice { message } => self.line(&format!("note: {message}")),
+            RunEvent::StepStarted {
+                index,
+                total,
+                id,
+                title,
+                action,
+                mutates,
+                rendered,
+                timeout_secs,
+                cleanup,
+            } => {
+                let class = if *mutates {
+                    "changes things"
+                } else {
+                    "read-only"
+                };
+                let n = if *cleanup {
+                    format!("cleanup {index}/{total}")
+                } else {
+                    format!("{index}/{total}")
+                };
+                self.line(&format!("[{n}] {title}  ({id} · {action} · {class})"));
+                for l in rendered {
+                    for part in l.lines() {
+                        self.line(&format!("      {part}"));
+                    }
+                }
+                let interactive = matches!(action.as_str(), "manual" | "input" | "choose");
+                if self.tty && !interactive && !(self.mode == Mode::Rehearsal && *mutates) {
+                    let pb = ProgressBar::new_spinner();
+                    let limit = timeout_secs
+                        .map(|t| format!(" of {}", secs(t * 1000)))
+                        .unwrap_or_default();
+                    let style = ProgressStyle::with_template(&format!(
+                        "      {{spinner}} {{elapsed}}{limit} {{msg}}"
+                    ))
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner());
+                    pb.set_style(style);
+                    pb.enable_steady_tick(Duration::from_millis(120));
+                    self.spinner = Some(pb);
+                }
+            }
+            RunEvent::StepOutput { line, .. } => self.line(&format!("      │ {line}")),
+            RunEvent::StepProgress { message, .. } => match &self.spinner {
+                Some(pb) => pb.set_message(message.clone()),
+                None => self.line(&format!("      … {message}")),
+            },
+            RunEvent::StepLate {
+                id,
+                warn_after_secs,
+                ..
+            } => self.line(&format!(
+                "      ! `{id}` is late: still running after {}; it goes on until its timeout",
+                secs(warn_after_secs * 1000)
+            )),
+            RunEvent::StepRetry {
+                attempt,
+                attempts,
+                error,
+                wait_ms,
+                ..
+            } => self.line(&format!(
+                "      ↻ attempt {attempt}/{attempts} failed: {error}; retrying in {}",
+                secs(*wait_ms)
+            )),
+            RunEvent::StepFinished {
+                outcome,
+                duration_ms,
+                ..
+            } => {
+                self.stop_spinner();
+                let took = secs(*duration_ms);
+                let s = match outcome {
+                    StepOutcome::Succeeded => format!("      ✓ done in {took}"),
+                    StepOutcome::AlreadyDone => {
+                        "      ✓ already done (its check passed)".to_owned()
+                    }
+                    StepOutcome::Skipped { reason } => format!("      ↷ skipped: {reason}"),
+                    StepOutcome::Failed { error } => {
+                        format!("      ✗ failed after {took}: {error}")
+                    }
+                    StepOutcome::WouldRun => {
+                        "      ~ would run (rehearsal: not performed)".to_owned()
+                    }
+                    StepOutcome::NeedsOperator { reason } => {
+                        format!("      ⏸ waiting for the operator: {reason}")
+                    }
+                };
+                self.line(&s);
+            }
+            RunEvent::Problem { step, message } => {
+                let at = step
+                    .as_deref()
+                    .map(|s| format!("{s}: "))
+                    .unwrap_or_default();
+                self.line(&format!("      problem: {at}{message}"));
+            }
+            RunEvent::CleanupStarted { reason } => {
+                self.line("");
+                self.line(&format!("Cleanup ({reason}):"));
+            }
+            RunEvent::RunFinished {
+                run_id,
+                state,
+                mode,
+                succeeded,
+                skipped,
+                failed,
+                would_run,
+                problems,
+                report,
+            } => {
+                self.stop_spinner();
+                self.line("");
+                if *mode == Mode::Rehearsal {
+                    self.line(&format!(
+                        "Rehearsal report: {would_run} step(s) would change things, {succeeded} read(s) and check(s) passed, {} problem(s)",
+                        problems.len()
+                    ));
+                    for p in problems {
+                        self.line(&format!("  - {p}"));
+                    }
+                    if problems.is_empty() {
+                        self.line("  no problems found: the real run has what it needs");
+                    }
+                } else {
+                    let verdict = match state {
+                        RunState::Succeeded => "finished",
+                        RunState::Failed => "FAILED",
+                        RunState::Aborted => "aborted",
+                        RunState::Paused => "paused, waiting for the operator",
+                        RunState::Running => "stopped",
+                    };
+                    self.line(&format!(
+                        "Run {run_id} {verdict}: {succeeded} done, {skipped} skipped, {failed} failed."
+                    ));
+                    if !matches!(state, RunState::Succeeded) {
+                        self.line(&format!("Continue with: drctl resume {run_id}"));
+                    }
+                }
+                self.line(&format!("Report: {report}"));
+            }
+        }
+    }
+}
+
+/// `--output json`: one event per line.
+pub struct JsonReporter {
+    out: Box<dyn Write + Send>,
+}
+
+impl JsonReporter {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        JsonReporter { out }
+    }
+}
+
+impl Reporter for JsonReporter {
+    fn event(&mut self, e: &RunEvent) {
+        if let Ok(s) = serde_json::to_string(e) {
+            let _ = writeln!(self.out, "{s}");
+            let _ = self.out.flush();
+        }
+    }
+}
+
+/// The audit log of a run: every event as a JSON line with time and operator, appended
+/// to `runs/RUN_ID/audit.jsonl`.
+pub struct AuditLog {
+    file: File,
+    operator: String,
+}
+
+impl AuditLog {
+    pub fn open(path: &Path, operator: &str) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        Ok(AuditLog {
+            file,
+            operator: operator.to_owned(),
+        })
+    }
+}
+
+impl Reporter for AuditLog {
+    fn event(&mut self, e: &RunEvent) {
+        let v = serde_json::json!({
+            "ts": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "operator": self.operator,
+            "e": e,
+        });
+        if let Ok(s) = serde_json::to_string(&v) {
+            let _ = writeln!(self.file, "{s}");
+        }
+    }
+}
