@@ -13,7 +13,7 @@ mod validate;
 use std::collections::BTreeMap;
 
 use crate::cli::{Cli, Command};
-use crate::runbook::catalog::{Catalog, Entry, Origin};
+use crate::runbook::catalog::{Catalog, Entry};
 use crate::runbook::{Diagnostic, Runbook, load, validate as checks};
 use crate::{Error, Outcome};
 
@@ -119,15 +119,12 @@ pub fn load_checked(entry: &Entry) -> (Option<Runbook>, Vec<Diagnostic>) {
     let label = entry.label();
     match load::parse(&label, &entry.text) {
         Ok(rb) => {
-            let expected = match &entry.origin {
-                Origin::Builtin => Some(entry.name.as_str()),
-                Origin::File(_) => None,
-            };
-            let diags = checks::check(&label, &entry.text, &rb, expected);
+            // Runbooks are found by file name, so the two must agree.
+            let diags = checks::check(&label, &entry.text, &rb, Some(entry.name.as_str()));
             let ok = !diags.iter().any(Diagnostic::is_error);
             (ok.then_some(rb), diags)
         }
-        Err(d) => (None, vec![d]),
+        Err(d) => (None, vec![*d]),
     }
 }
 

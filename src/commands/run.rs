@@ -70,11 +70,31 @@ pub fn hostname() -> String {
     }
 }
 
+/// The login name: `USER`, `LOGNAME`, else the passwd entry of the real uid.
+fn user_name() -> String {
+    if let Some(u) = ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|u| !u.is_empty())
+    {
+        return u;
+    }
+    // SAFETY: getpwuid returns a pointer into static storage or null; we copy the name
+    // out before any other passwd call.
+    unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        if !pw.is_null() && !(*pw).pw_name.is_null() {
+            return std::ffi::CStr::from_ptr((*pw).pw_name)
+                .to_string_lossy()
+                .into_owned();
+        }
+    }
+    "unknown".to_owned()
+}
+
+/// `user@host`, recorded in journals, locks and reports.
 pub fn operator() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    format!("{user}@{}", hostname())
+    format!("{}@{}", user_name(), hostname())
 }
 
 fn new_run_id(name: &str) -> String {
@@ -101,11 +121,22 @@ fn step_record(s: &Step) -> StepRecord {
     }
 }
 
+type Pairs = BTreeMap<String, String>;
+
+/// The runs whose journals parse; the others become notices (never silently ignored).
+fn readable_runs(store: &LocalStore, notices: &mut Vec<String>) -> Result<Vec<Journal>, Error> {
+    let mut out = Vec::new();
+    for j in store.list()? {
+        match j {
+            Ok(j) => out.push(j),
+            Err(e) => notices.push(format!("skipping an unreadable run: {e}")),
+        }
+    }
+    Ok(out)
+}
+
 /// Split `--set` into runbook inputs and answers to decision steps.
-fn split_sets(
-    rb: &Runbook,
-    sets: BTreeMap<String, String>,
-) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), Error> {
+fn split_sets(rb: &Runbook, sets: Pairs) -> Result<(Pairs, Pairs), Error> {
     let decision_steps: BTreeSet<&str> = rb
         .main_steps()
         .filter(|s| matches!(s.action, Action::Choose(_) | Action::Input(_)))
@@ -163,19 +194,23 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
     let state = state_dir(args.state_dir.as_deref())?;
     let mut store = LocalStore::new(state.clone());
     store.disabled = args.no_journal;
-    let interactive =
-        !args.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let tty = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    // A rehearsal changes nothing, so without a terminal it runs unattended on its own.
+    let rehearsal = matches!(&start, Start::New { dry_run: true, .. });
+    let yes = args.yes || (rehearsal && !tty);
+    let interactive = !yes && tty;
     let mut prompter: Box<dyn Prompter> = if interactive {
         Box::new(TtyPrompter::default())
     } else {
         Box::new(NoPrompter)
     };
-    if !args.yes && !interactive {
+    if !yes && !interactive {
         return Err(Error::Usage(
             "not a terminal, so nobody can answer prompts: pass --yes for an unattended run (with --set / DRCTL_INPUT_* for inputs)".into(),
         ));
     }
     let op = operator();
+    let mut early_notices: Vec<String> = Vec::new();
     let sets = parse_pairs(&args.set, "--set")?;
     let set_files: BTreeMap<String, PathBuf> = parse_pairs(&args.set_file, "--set-file")?
         .into_iter()
@@ -191,10 +226,25 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             only,
             new,
         } => {
-            if !dry_run && !new {
-                let unfinished = store.list()?.into_iter().filter_map(Result::ok).find(|j| {
-                    j.runbook == entry.name && j.mode == Mode::Run && !j.state.is_finished()
+            if !dry_run
+                && let Some(holder) =
+                    crate::exec::lock::live_holder(&state, &entry.name, &hostname())
+            {
+                return Err(Error::Run {
+                    code: exit::LOCKED,
+                    message: crate::exec::lock::LockError::Held {
+                        runbook: entry.name.clone(),
+                        holder,
+                    }
+                    .to_string(),
                 });
+            }
+            if !dry_run && !new {
+                let unfinished = readable_runs(&store, &mut early_notices)?
+                    .into_iter()
+                    .find(|j| {
+                        j.runbook == entry.name && j.mode == Mode::Run && !j.state.is_finished()
+                    });
                 if let Some(j) = unfinished {
                     let ask = format!(
                         "An unfinished run of `{}` exists ({}, {}, started {} by {}). Resume it?",
@@ -248,10 +298,8 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
         } => {
             let j = match run_id {
                 Some(id) => store.load(&id)?,
-                None => store
-                    .list()?
+                None => readable_runs(&store, &mut early_notices)?
                     .into_iter()
-                    .filter_map(Result::ok)
                     .find(|j| j.mode == Mode::Run && !j.state.is_finished())
                     .ok_or_else(|| Error::Run {
                         code: exit::NOT_FOUND,
@@ -355,7 +403,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
         },
         message: e.to_string(),
     })?;
-    if args.yes {
+    if yes {
         let decided = journal
             .as_ref()
             .map(|j| j.decisions.clone())
@@ -453,6 +501,8 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             cleanup: rb.cleanup.iter().map(step_record).collect(),
             problems: Vec::new(),
             decisions: BTreeMap::new(),
+            connections: BTreeMap::new(),
+            touched: Default::default(),
         },
     };
     // Rehearsals start fresh problem lists on each resume.
@@ -472,12 +522,24 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
         redactor.clone(),
     );
     values.inputs = collected.values;
+    values.scrub_env = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with("DRCTL_INPUT_") || k.starts_with("DRCTL_ANSWER_"))
+        .chain(
+            rb.inputs
+                .values()
+                .filter(|s| s.is_secret())
+                .filter_map(|s| s.env.clone()),
+        )
+        .collect();
     values.secret_names = collected.secret_names;
     for (k, v) in &j.outputs {
         values
             .outputs
             .insert(k.clone(), minijinja::Value::from_serialize(v));
     }
+    values.kube.kubeconfig = j.connections.get("kubeconfig").cloned();
+    values.kube.context = j.connections.get("context").cloned();
     for name in &j.secret_outputs {
         let step = rb
             .main_steps()
@@ -509,13 +571,13 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             message: warnings.trim_end().to_owned(),
         });
     }
-    for n in &collected.notices {
+    for n in early_notices.iter().chain(collected.notices.iter()) {
         bus.emit(RunEvent::Notice { message: n.clone() });
     }
 
     let opts = Options {
         dry_run,
-        yes: args.yes,
+        yes,
         from,
         only,
         confirmed: args.confirm.iter().cloned().collect(),
@@ -557,6 +619,9 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             cancel: Cancel::new(rx),
             resumed,
             report_hint,
+            announced: BTreeSet::new(),
+            dirty: false,
+            last_save: std::time::Instant::now(),
         };
         engine.run().await
     })?;

@@ -13,6 +13,11 @@ pub fn run(state_dir: &Path) -> Result<Outcome, Error> {
         match j {
             Ok(j) => {
                 let state = match j.mode {
+                    Mode::Rehearsal if !j.problems.is_empty() => format!(
+                        "{} (rehearsal, {} problem(s))",
+                        j.state.as_str(),
+                        j.problems.len()
+                    ),
                     Mode::Rehearsal => format!("{} (rehearsal)", j.state.as_str()),
                     Mode::Run => j.state.as_str().to_owned(),
                 };

@@ -114,6 +114,7 @@ impl EventBus {
                 rendered,
                 timeout_secs,
                 cleanup,
+                interactive,
             } => RunEvent::StepStarted {
                 index,
                 total,
@@ -124,6 +125,7 @@ impl EventBus {
                 rendered: rendered.iter().map(|l| self.redactor.redact(l)).collect(),
                 timeout_secs,
                 cleanup,
+                interactive,
             },
             RunEvent::StepRetry {
                 id,
@@ -140,6 +142,8 @@ impl EventBus {
             },
             RunEvent::StepFinished {
                 id,
+                title,
+                started,
                 outcome,
                 duration_ms,
             } => {
@@ -158,6 +162,8 @@ impl EventBus {
                 };
                 RunEvent::StepFinished {
                     id,
+                    title,
+                    started,
                     outcome,
                     duration_ms,
                 }
@@ -192,28 +198,39 @@ impl EventBus {
 #[derive(Clone)]
 pub struct Cancel {
     rx: tokio::sync::watch::Receiver<u32>,
+    /// Presses that came before this token was made do not count.
+    base: u32,
 }
 
 impl Cancel {
     pub fn new(rx: tokio::sync::watch::Receiver<u32>) -> Self {
-        Cancel { rx }
+        Cancel { rx, base: 0 }
+    }
+
+    /// A token that ignores the presses so far: cleanup after a Ctrl-C still runs, and
+    /// only a further Ctrl-C stops it.
+    pub fn rebased(&self) -> Self {
+        Cancel {
+            rx: self.rx.clone(),
+            base: *self.rx.borrow(),
+        }
     }
 
     /// A token that is never cancelled (tests, benchmarks).
     pub fn never() -> (tokio::sync::watch::Sender<u32>, Self) {
         let (tx, rx) = tokio::sync::watch::channel(0);
-        (tx, Cancel { rx })
+        (tx, Cancel { rx, base: 0 })
     }
 
     pub fn is_cancelled(&self) -> bool {
-        *self.rx.borrow() > 0
+        *self.rx.borrow() > self.base
     }
 
     /// Resolves at the first Ctrl-C (at once if one came already).
     pub async fn cancelled(&self) {
         let mut rx = self.rx.clone();
         loop {
-            if *rx.borrow_and_update() > 0 {
+            if *rx.borrow_and_update() > self.base {
                 return;
             }
             if rx.changed().await.is_err() {
@@ -234,10 +251,16 @@ pub struct ActionCtx<'a> {
     pub cancel: &'a Cancel,
     /// The step's timeout, for actions that wait.
     pub timeout: Option<std::time::Duration>,
+    /// The step captures a secret from its output: no output line is shown or kept,
+    /// since the secret is only known (and redactable) once captured.
+    pub quiet: bool,
 }
 
 impl ActionCtx<'_> {
     pub fn output(&self, line: impl Into<String>) {
+        if self.quiet {
+            return;
+        }
         self.bus.emit(RunEvent::StepOutput {
             id: self.step_id.to_owned(),
             line: line.into(),

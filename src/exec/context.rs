@@ -41,6 +41,18 @@ pub struct Values {
     pub lost_secrets: BTreeMap<String, String>,
     pub run: RunInfo,
     pub redactor: Redactor,
+    /// The cluster the kube actions talk to, set by `kube.use` (else the environment's).
+    pub kube: KubeTarget,
+    /// Environment variables that carried inputs or answers into drctl: removed from
+    /// every child process, so a secret reaches only the steps that name it.
+    pub scrub_env: Vec<String>,
+}
+
+/// Which kubeconfig and context the Kubernetes backend uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KubeTarget {
+    pub kubeconfig: Option<String>,
+    pub context: Option<String>,
 }
 
 impl Values {
@@ -53,6 +65,8 @@ impl Values {
             lost_secrets: BTreeMap::new(),
             run,
             redactor,
+            kube: KubeTarget::default(),
+            scrub_env: Vec::new(),
         }
     }
 

@@ -64,7 +64,15 @@ pub struct Engine<'a> {
     pub resumed: bool,
     /// How the report of this run is shown (`drctl report RUN_ID`).
     pub report_hint: String,
+    /// Steps whose `StepStarted` was emitted.
+    pub announced: BTreeSet<String>,
+    /// Read-only results not yet written (see `mark`).
+    pub dirty: bool,
+    pub last_save: Instant,
 }
+
+/// Longest a read-only step's result waits for the next journal write.
+const LAZY_FLUSH: Duration = Duration::from_millis(250);
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -84,7 +92,7 @@ impl Engine<'_> {
             journal: self.store.describe(&self.journal.run_id),
         });
         self.journal.state = RunState::Running;
-        self.store.save(&mut self.journal)?;
+        self.save()?;
 
         if let Some(from) = &self.opts.from
             && !steps.iter().any(|s| &s.id.value == from)
@@ -172,13 +180,48 @@ impl Engine<'_> {
                 rec.decided_by = Some(d.to_owned());
             }
         }
+        // Group commit for reads: a mutating step's transitions are written (and fsync'd)
+        // at once, so a resume never repeats a change silently; a read-only step's are
+        // written with the next durable write, before any prompt, at the end of the run,
+        // or within LAZY_FLUSH. A crash loses at most reads, which a resume redoes.
+        let mutates = self.journal.step(id).map(|r| r.mutates).unwrap_or(true);
+        if mutates || state == StepState::Pending {
+            self.save()
+        } else {
+            self.dirty = true;
+            if self.last_save.elapsed() >= LAZY_FLUSH {
+                self.save()?;
+            }
+            Ok(())
+        }
+    }
+
+    /// Write the journal now.
+    fn save(&mut self) -> Result<(), EngineError> {
         self.store.save(&mut self.journal)?;
+        self.dirty = false;
+        self.last_save = Instant::now();
+        Ok(())
+    }
+
+    /// Write pending read-only results before something that waits for a person.
+    fn flush(&mut self) -> Result<(), EngineError> {
+        if self.dirty {
+            self.save()?;
+        }
         Ok(())
     }
 
     fn finished(&self, id: &str, outcome: StepOutcome, took: Duration) {
+        let title = self
+            .journal
+            .step(id)
+            .map(|s| s.title.clone())
+            .unwrap_or_default();
         self.bus.emit(RunEvent::StepFinished {
             id: id.to_owned(),
+            title,
+            started: self.announced.contains(id),
             outcome,
             duration_ms: ms(took),
         });
@@ -289,7 +332,10 @@ impl Engine<'_> {
                     };
                     let choice = match self.opts.resolve.get(&id) {
                         Some(d) => Ok(*d),
-                        None => self.prompter.interrupted(&view),
+                        None => {
+                            self.flush()?;
+                            self.prompter.interrupted(&view)
+                        }
                     };
                     match choice {
                         Ok(InterruptedDecision::Rerun) => {
@@ -316,7 +362,14 @@ impl Engine<'_> {
                             return Ok(Flow::Stop(RunState::Aborted));
                         }
                         Err(PromptError::NoOperator(reason)) => {
-                            return self.needs_operator(&id, reason, started);
+                            // Still `running` in the journal: it stays interrupted until
+                            // the operator says what happened.
+                            return self.needs_operator_with(
+                                &id,
+                                reason,
+                                started,
+                                StepState::Running,
+                            );
                         }
                         Err(PromptError::Io(e)) => {
                             return self.fail(
@@ -378,8 +431,8 @@ impl Engine<'_> {
         );
         // A rehearsal shows a mutation instead of performing it.
         if dry && step.action.mutates() {
-            self.bus
-                .emit(self.started_event(step, index, total, &rendered, cleanup));
+            let ev = self.started_event(step, index, total, &rendered, cleanup);
+            self.bus.emit(ev);
             for o in &step.outputs {
                 let placeholder = format!(
                     "<{} from step {id}: not captured in a rehearsal>",
@@ -423,6 +476,7 @@ impl Engine<'_> {
                 }
                 decided_by.get_or_insert_with(|| "--yes".into());
             } else {
+                self.flush()?;
                 match self.prompter.confirm_step(&view) {
                     Ok(StepDecision::Run) => {
                         decided_by.get_or_insert_with(|| "operator".into());
@@ -447,8 +501,8 @@ impl Engine<'_> {
         }
 
         self.mark(&id, StepState::Running, None, decided_by.as_deref())?;
-        self.bus
-            .emit(self.started_event(step, index, total, &rendered, cleanup));
+        let ev = self.started_event(step, index, total, &rendered, cleanup);
+        self.bus.emit(ev);
 
         let result = self.attempts(step, &view).await;
         match result {
@@ -469,7 +523,10 @@ impl Engine<'_> {
                     return self.fail(&id, e, started, cleanup);
                 }
                 let red = self.bus.redactor().clone();
-                if let Some(rec) = self.journal.step_mut(&id) {
+                let quiet = step.outputs.iter().any(|o| o.secret);
+                if let Some(rec) = self.journal.step_mut(&id)
+                    && !quiet
+                {
                     let keep = res.lines.len().saturating_sub(local::EXCERPT_LINES);
                     rec.output_excerpt = res.lines[keep..].iter().map(|l| red.redact(l)).collect();
                 }
@@ -519,13 +576,14 @@ impl Engine<'_> {
     }
 
     fn started_event(
-        &self,
+        &mut self,
         step: &Step,
         index: usize,
         total: usize,
         rendered: &[String],
         cleanup: bool,
     ) -> RunEvent {
+        self.announced.insert(step.id.value.clone());
         RunEvent::StepStarted {
             index,
             total,
@@ -536,6 +594,7 @@ impl Engine<'_> {
             rendered: rendered.to_vec(),
             timeout_secs: step.timeout.map(|t| t.value.as_secs()),
             cleanup,
+            interactive: step.action.interactive(),
         }
     }
 
@@ -558,7 +617,25 @@ impl Engine<'_> {
         started: Instant,
     ) -> Result<Flow, EngineError> {
         // Pending, not failed: nothing was done, the step waits for a person.
-        self.mark(id, StepState::Pending, Some(reason.clone()), None)?;
+        self.needs_operator_with(id, reason, started, StepState::Pending)
+    }
+
+    fn needs_operator_with(
+        &mut self,
+        id: &str,
+        reason: String,
+        started: Instant,
+        state: StepState,
+    ) -> Result<Flow, EngineError> {
+        if state == StepState::Running {
+            // Keep the record as it was (started, attempts); note why it waits.
+            if let Some(rec) = self.journal.step_mut(id) {
+                rec.message = Some(reason.clone());
+            }
+            self.save()?;
+        } else {
+            self.mark(id, state, Some(reason.clone()), None)?;
+        }
         self.finished(
             id,
             StepOutcome::NeedsOperator {
@@ -645,6 +722,7 @@ impl Engine<'_> {
             bus: &self.bus,
             cancel: &self.cancel,
             timeout: step.timeout.map(|t| t.value),
+            quiet: step.outputs.iter().any(|o| o.secret),
         };
         let fut = perform(&check.action, &ctx, self.backends);
         let res = match step.timeout {
@@ -669,6 +747,8 @@ impl Engine<'_> {
                 if self.opts.confirmed.contains(&id) {
                     return Ok(ActionResult::default());
                 }
+                self.flush()
+                    .map_err(|e| ActionError::Failed(e.to_string()))?;
                 return match self.prompter.manual_done(view) {
                     Ok(ManualDecision::Done) => Ok(ActionResult {
                         value: serde_json::json!({ "confirmed": true }),
@@ -748,6 +828,43 @@ impl Engine<'_> {
                     lines: vec![format!("chose {value}")],
                 });
             }
+            Action::KubeUse(a) => {
+                let path = self
+                    .values
+                    .render(&a.kubeconfig, Sink::Shown)
+                    .map_err(|e| ActionError::Failed(e.to_string()))?;
+                let context = match &a.context {
+                    Some(c) => Some(
+                        self.values
+                            .render(c, Sink::Shown)
+                            .map_err(|e| ActionError::Failed(e.to_string()))?,
+                    ),
+                    None => None,
+                };
+                let abs = std::fs::canonicalize(&path)
+                    .map_err(|e| ActionError::Failed(format!("kubeconfig {path}: {e}")))?;
+                std::fs::File::open(&abs)
+                    .map_err(|e| ActionError::Failed(format!("kubeconfig {path}: {e}")))?;
+                let abs = abs.display().to_string();
+                self.values.kube.kubeconfig = Some(abs.clone());
+                self.values.kube.context = context.clone();
+                self.journal
+                    .connections
+                    .insert("kubeconfig".into(), abs.clone());
+                match &context {
+                    Some(c) => self.journal.connections.insert("context".into(), c.clone()),
+                    None => self.journal.connections.remove("context"),
+                };
+                return Ok(ActionResult {
+                    value: serde_json::json!({ "kubeconfig": abs, "context": context }),
+                    lines: vec![format!("kubeconfig {abs}")],
+                });
+            }
+            Action::Shell(a) if a.tty && self.opts.yes && !self.opts.confirmed.contains(&id) => {
+                return Err(ActionError::NeedsOperator(format!(
+                    "step `{id}` runs a command that talks to the operator on the terminal; run without --yes (or resume interactively)"
+                )));
+            }
             _ => {}
         }
 
@@ -791,8 +908,7 @@ impl Engine<'_> {
                     if let Some(rec) = self.journal.step_mut(&id) {
                         rec.attempts += 1;
                     }
-                    self.store
-                        .save(&mut self.journal)
+                    self.save()
                         .map_err(|e| ActionError::Failed(e.to_string()))?;
                     backoff = backoff.saturating_mul(2);
                     attempt += 1;
@@ -814,18 +930,24 @@ impl Engine<'_> {
         if let Some(v) = self.journal.decisions.get(id) {
             return Ok(v.clone());
         }
+        // Secret answers can come from the environment, never only from argv.
+        let env_key = format!("DRCTL_ANSWER_{}", id.to_uppercase().replace('-', "_"));
         let v = if let Some(v) = self.opts.answers.get(id) {
             v.clone()
+        } else if let Some(v) = std::env::var(&env_key).ok().filter(|v| !v.is_empty()) {
+            v
         } else if self.opts.yes || self.opts.dry_run && default.is_some() {
             match default {
                 Some(d) => d,
                 None => {
                     return Err(ActionError::NeedsOperator(format!(
-                        "step `{id}` asks a question and --yes asks nothing; answer it with `--set {id}=VALUE`"
+                        "step `{id}` asks a question and --yes asks nothing; answer it with `--set {id}=VALUE` or {env_key}"
                     )));
                 }
             }
         } else {
+            self.flush()
+                .map_err(|e| ActionError::Failed(e.to_string()))?;
             match ask(self.prompter.as_mut()) {
                 Ok(v) => v,
                 Err(PromptError::Aborted) => return Err(ActionError::AbortedByOperator),
@@ -850,6 +972,7 @@ impl Engine<'_> {
             bus: &self.bus,
             cancel: &self.cancel,
             timeout: step.timeout.map(|t| t.value),
+            quiet: step.outputs.iter().any(|o| o.secret),
         };
         let fut = perform(&step.action, &ctx, self.backends);
         let warn = step.warn_after.map(|w| w.value);
@@ -895,6 +1018,7 @@ impl Engine<'_> {
                 _ => "the run was aborted".to_owned(),
             };
             self.bus.emit(RunEvent::CleanupStarted { reason });
+            self.cancel = self.cancel.rebased();
             if self.values.run.failed_step.is_none() {
                 self.values.run.failed_step = self.journal.last_step().map(|s| s.id.clone());
             }
@@ -906,7 +1030,7 @@ impl Engine<'_> {
             }
         }
         self.journal.state = state;
-        self.store.save(&mut self.journal)?;
+        self.save()?;
         let count = |st: StepState, rehearsed: bool| {
             self.journal
                 .steps

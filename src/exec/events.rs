@@ -55,6 +55,8 @@ pub enum RunEvent {
         /// The wait's bound, in seconds.
         timeout_secs: Option<u64>,
         cleanup: bool,
+        /// The step talks to the operator (prompts, a command on the terminal).
+        interactive: bool,
     },
     /// A line of a command's output, or a progress message of a wait.
     StepOutput {
@@ -81,6 +83,9 @@ pub enum RunEvent {
     },
     StepFinished {
         id: String,
+        title: String,
+        /// Whether a `StepStarted` came before (skipped steps have none).
+        started: bool,
         #[serde(flatten)]
         outcome: StepOutcome,
         duration_ms: u64,

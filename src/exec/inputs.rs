@@ -31,6 +31,9 @@ pub enum InputError {
     Prompt { name: String, detail: String },
 }
 
+/// Reads an environment variable (tests pass a closure over a map).
+pub type EnvLookup = Box<dyn Fn(&str) -> Option<String>>;
+
 /// Where values come from, besides prompts.
 #[derive(Default)]
 pub struct Sources {
@@ -39,7 +42,7 @@ pub struct Sources {
     /// Values recorded by the run being resumed (never secrets).
     pub recorded: BTreeMap<String, String>,
     /// Read the environment (tests pass a closure over a map).
-    pub env: Option<Box<dyn Fn(&str) -> Option<String>>>,
+    pub env: Option<EnvLookup>,
 }
 
 /// The collected values.

@@ -120,20 +120,24 @@ pub struct StepRecord {
     pub state: StepState,
     #[serde(default)]
     pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
     /// The action as it was performed (or would be, in a rehearsal), redacted.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rendered: Vec<String>,
     /// Why it ended this way: an error, a skip reason, "already done (check passed)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// The last lines of its output, redacted.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_excerpt: Vec<String>,
     /// Who decided: `operator`, `--yes`, `--confirm STEP`, `check`, `resume: marked done`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
     /// A rehearsal did not perform this mutation.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rehearsed: bool,
 }
 
@@ -171,10 +175,43 @@ pub struct Journal {
     /// Answers to decisions (choose/input steps), so a resume does not ask again.
     #[serde(default)]
     pub decisions: BTreeMap<String, String>,
+    /// Connection choices made by steps (`kube.use`: kubeconfig, context).
+    #[serde(default)]
+    pub connections: BTreeMap<String, String>,
+    /// Steps changed since the last write (through `step_mut`); not stored.
+    #[serde(skip)]
+    pub touched: std::collections::BTreeSet<String>,
+}
+
+/// Everything of a journal but its step lists, serialized as the head of the document.
+#[derive(Serialize)]
+struct Head<'a> {
+    format: &'a str,
+    version: u32,
+    seq: u64,
+    run_id: &'a str,
+    runbook: &'a str,
+    runbook_title: &'a str,
+    runbook_source: &'a str,
+    fingerprint: &'a str,
+    mode: Mode,
+    state: RunState,
+    operator: &'a str,
+    started_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    inputs: &'a BTreeMap<String, String>,
+    secret_inputs: &'a [String],
+    outputs: &'a BTreeMap<String, serde_json::Value>,
+    secret_outputs: &'a [String],
+    problems: &'a [String],
+    decisions: &'a BTreeMap<String, String>,
+    connections: &'a BTreeMap<String, String>,
 }
 
 impl Journal {
+    /// A step's record, to change it (which marks it for re-serialization).
     pub fn step_mut(&mut self, id: &str) -> Option<&mut StepRecord> {
+        self.touched.insert(id.to_owned());
         self.steps
             .iter_mut()
             .chain(self.cleanup.iter_mut())
@@ -208,11 +245,20 @@ pub trait JournalStore {
 }
 
 /// Journals in `STATE_DIR/runs/RUN_ID/journal.json`.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct LocalStore {
     pub root: PathBuf,
     /// For the benchmark only: no writes at all.
     pub disabled: bool,
+    /// Serialized step records of the run being written, so a write re-serializes only
+    /// the steps that changed (a whole rewrite stays a copy of bytes, not of work).
+    cache: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl Clone for LocalStore {
+    fn clone(&self) -> Self {
+        LocalStore::new(self.root.clone())
+    }
 }
 
 impl LocalStore {
@@ -220,6 +266,7 @@ impl LocalStore {
         LocalStore {
             root,
             disabled: false,
+            cache: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -281,6 +328,60 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+impl LocalStore {
+    /// Compact JSON (`drctl report --format json` is the readable form), built from the
+    /// head and the cached records of unchanged steps.
+    fn serialize(&self, j: &mut Journal) -> Result<Vec<u8>, serde_json::Error> {
+        let head = Head {
+            format: &j.format,
+            version: j.version,
+            seq: j.seq,
+            run_id: &j.run_id,
+            runbook: &j.runbook,
+            runbook_title: &j.runbook_title,
+            runbook_source: &j.runbook_source,
+            fingerprint: &j.fingerprint,
+            mode: j.mode,
+            state: j.state,
+            operator: &j.operator,
+            started_at: j.started_at,
+            updated_at: j.updated_at,
+            inputs: &j.inputs,
+            secret_inputs: &j.secret_inputs,
+            outputs: &j.outputs,
+            secret_outputs: &j.secret_outputs,
+            problems: &j.problems,
+            decisions: &j.decisions,
+            connections: &j.connections,
+        };
+        let mut out = serde_json::to_vec(&head)?;
+        out.pop(); // the closing brace
+        let mut cache = match self.cache.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        for (name, list, prefix) in [("steps", &j.steps, "s:"), ("cleanup", &j.cleanup, "c:")] {
+            out.extend_from_slice(format!(",\"{name}\":[").as_bytes());
+            for (i, rec) in list.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let key = format!("{prefix}{}", rec.id);
+                if j.touched.contains(&rec.id) || !cache.contains_key(&key) {
+                    cache.insert(key.clone(), serde_json::to_string(rec)?);
+                }
+                if let Some(s) = cache.get(&key) {
+                    out.extend_from_slice(s.as_bytes());
+                }
+            }
+            out.push(b']');
+        }
+        out.push(b'}');
+        j.touched.clear();
+        Ok(out)
+    }
+}
+
 impl JournalStore for LocalStore {
     fn save(&self, journal: &mut Journal) -> Result<(), JournalError> {
         journal.seq += 1;
@@ -289,7 +390,7 @@ impl JournalStore for LocalStore {
             return Ok(());
         }
         let path = self.journal_path(&journal.run_id);
-        let mut bytes = serde_json::to_vec_pretty(journal).map_err(|e| JournalError::Write {
+        let mut bytes = self.serialize(journal).map_err(|e| JournalError::Write {
             path: path.clone(),
             source: std::io::Error::other(e),
         })?;
@@ -391,6 +492,8 @@ mod tests {
             cleanup: vec![],
             problems: vec![],
             decisions: BTreeMap::new(),
+            connections: BTreeMap::new(),
+            touched: Default::default(),
         }
     }
 
@@ -410,6 +513,45 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("journal.json")]);
+    }
+
+    #[test]
+    fn cached_serialization_equals_plain_serde() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path().to_owned());
+        store.ensure_run_dir("r1").expect("dir");
+        let mut j = journal("r1");
+        let rec = |id: &str| StepRecord {
+            id: id.into(),
+            title: "T".into(),
+            action: "sleep".into(),
+            mutates: false,
+            fingerprint: "f".into(),
+            state: StepState::Pending,
+            attempts: 0,
+            started_at: None,
+            finished_at: None,
+            rendered: vec![],
+            message: None,
+            output_excerpt: vec![],
+            decided_by: None,
+            rehearsed: false,
+        };
+        j.steps = vec![rec("a"), rec("b")];
+        j.cleanup = vec![rec("c")];
+        store.save(&mut j).expect("save");
+        if let Some(r) = j.step_mut("b") {
+            r.state = StepState::Succeeded;
+        }
+        store.save(&mut j).expect("save");
+        let on_disk: serde_json::Value =
+            serde_json::from_slice(&fs::read(store.journal_path("r1")).expect("read"))
+                .expect("json");
+        assert_eq!(on_disk, serde_json::to_value(&j).expect("value"));
+        assert_eq!(
+            store.load("r1").expect("load").steps[1].state,
+            StepState::Succeeded
+        );
     }
 
     #[test]

@@ -66,6 +66,18 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
     if let Some(cwd) = &a.cwd {
         cmd.current_dir(v.render(cwd, Sink::Shown).map_err(render_err)?);
     }
+    for k in &v.scrub_env {
+        cmd.env_remove(k);
+    }
+    // If drctl dies (SIGKILL, a closed laptop), the step's command dies with it rather
+    // than running on unobserved while a resume starts it again.
+    // SAFETY: prctl is async-signal-safe and only affects the child being started.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     for (k, val) in &a.env {
         // Secrets reach the command here, never through argv.
         cmd.env(k, v.render(val, Sink::Hidden).map_err(render_err)?);
@@ -74,6 +86,28 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
         Some(s) => Some(v.render(s, Sink::Hidden).map_err(render_err)?),
         None => None,
     };
+    if a.tty {
+        // The operator talks to the command directly; nothing is captured.
+        cmd.stdin(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        let status = cmd
+            .status()
+            .await
+            .map_err(|e| ActionError::Failed(format!("cannot start the command: {e}")))?;
+        return match status.code() {
+            Some(0) => Ok(ActionResult {
+                value: serde_json::json!({ "exit_code": 0 }),
+                lines: Vec::new(),
+            }),
+            Some(c) => Err(ActionError::Failed(format!(
+                "the command failed with exit code {c}"
+            ))),
+            None => Err(ActionError::Failed(
+                "the command was killed by a signal".into(),
+            )),
+        };
+    }
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
@@ -157,12 +191,16 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
             lines: excerpt,
         })
     } else {
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map(|l| format!(": {l}"))
-            .unwrap_or_default();
+        let last = if ctx.quiet {
+            String::new()
+        } else {
+            stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| format!(": {l}"))
+                .unwrap_or_default()
+        };
         let how = match code {
             Some(c) => format!("exit code {c}"),
             None => "killed by a signal".to_owned(),
@@ -177,11 +215,16 @@ pub async fn sleep(a: &Sleep, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
     if let Some(r) = &a.reason {
         ctx.progress(ctx.values.render(r, Sink::Shown).map_err(render_err)?);
     }
+    let done = ActionResult {
+        value: serde_json::json!({ "slept_ms": u64::try_from(a.duration.value.as_millis()).unwrap_or(u64::MAX) }),
+        lines: Vec::new(),
+    };
+    // A zero sleep returns at once (a timer would round it up to the next tick).
+    if a.duration.value.is_zero() {
+        return Ok(done);
+    }
     tokio::select! {
-        _ = tokio::time::sleep(a.duration.value) => Ok(ActionResult {
-            value: serde_json::json!({ "slept_ms": a.duration.value.as_millis() as u64 }),
-            lines: Vec::new(),
-        }),
+        _ = tokio::time::sleep(a.duration.value) => Ok(done),
         _ = ctx.cancel.cancelled() => Err(ActionError::Cancelled),
     }
 }

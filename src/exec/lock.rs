@@ -116,14 +116,35 @@ fn read(path: &Path) -> std::io::Result<Option<LockInfo>> {
     }
 }
 
-/// Whether a process of this host is still alive (signal 0 probes without signalling).
+/// The lock's holder of a runbook, if another live process on this host (or any process
+/// on another host) holds it: `run` refuses before asking anything.
+pub fn live_holder(state_dir: &Path, runbook: &str, host: &str) -> Option<LockInfo> {
+    let path = state_dir.join("locks").join(format!("{runbook}.lock"));
+    let holder = read(&path).ok().flatten()?;
+    let alive = holder.host != host || process_alive(holder.pid);
+    alive.then_some(holder)
+}
+
+/// Whether a process of this host is still alive (signal 0 probes without signalling);
+/// a zombie, dead but not yet reaped, counts as gone.
 pub fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
+    let Ok(p) = libc::pid_t::try_from(pid) else {
         return false;
     };
     // SAFETY: kill with signal 0 only checks for existence and permission.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let r = unsafe { libc::kill(p, 0) };
+    let exists = r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    if !exists {
+        return false;
+    }
+    // /proc/PID/stat: "PID (comm) STATE ..."; comm may hold spaces and parentheses.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_none_or(|state| state != "Z"),
+        Err(_) => true,
+    }
 }
 
 #[cfg(test)]

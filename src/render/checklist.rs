@@ -483,6 +483,21 @@ fn text_note(o: &mut String, n: &Note, pad: &str) {
     let _ = writeln!(o);
 }
 
+/// One command entry: `$ ` before its first line only (later lines are a heredoc body
+/// or a continuation), and notes (`# ...`) without a prompt.
+fn text_command(o: &mut String, pad: &str, cmd: &str) {
+    for (i, line) in cmd.lines().enumerate() {
+        let lead = if i > 0 {
+            "    "
+        } else if line.starts_with('#') {
+            "  "
+        } else {
+            "  $ "
+        };
+        let _ = writeln!(o, "{pad}{lead}{line}");
+    }
+}
+
 fn text_step(o: &mut String, s: &StepDoc) {
     let class = if s.mutates {
         "changes things"
@@ -514,9 +529,7 @@ fn text_step(o: &mut String, s: &StepDoc) {
         let _ = writeln!(o);
     }
     for c in &s.commands {
-        for line in c.lines() {
-            let _ = writeln!(o, "{pad}  $ {line}");
-        }
+        text_command(o, pad, c);
     }
     if !s.commands.is_empty() {
         let _ = writeln!(o);
@@ -524,9 +537,7 @@ fn text_step(o: &mut String, s: &StepDoc) {
     if !s.check.is_empty() {
         let _ = writeln!(o, "{pad}CHECK:");
         for c in &s.check {
-            for line in c.lines() {
-                let _ = writeln!(o, "{pad}  $ {line}");
-            }
+            text_command(o, pad, c);
         }
         let _ = writeln!(o);
     }
@@ -584,9 +595,7 @@ fn text(d: &Doc) -> String {
                 }
             }
             for c in &p.check {
-                for line in c.lines() {
-                    let _ = writeln!(o, "      $ {line}");
-                }
+                text_command(&mut o, "    ", c);
             }
         }
         let _ = writeln!(o);

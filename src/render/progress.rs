@@ -77,7 +77,14 @@ impl Reporter for HumanReporter {
                 self.line(&format!("run {run_id} · {steps} steps · journal {journal}"));
                 self.line("");
             }
-            RunEvent::Notice { message } => self.line(&format!("note: {message}")),
+            RunEvent::Notice { message } => {
+                // Notes (warnings) go to stderr, apart from the run's own output.
+                let msg = format!("note: {message}");
+                match &self.spinner {
+                    Some(pb) => pb.suspend(|| eprintln!("{msg}")),
+                    None => eprintln!("{msg}"),
+                }
+            }
             RunEvent::StepStarted {
                 index,
                 total,
@@ -88,6 +95,7 @@ impl Reporter for HumanReporter {
                 rendered,
                 timeout_secs,
                 cleanup,
+                interactive,
             } => {
                 let class = if *mutates {
                     "changes things"
@@ -105,9 +113,11 @@ impl Reporter for HumanReporter {
                         self.line(&format!("      {part}"));
                     }
                 }
-                let interactive = matches!(action.as_str(), "manual" | "input" | "choose");
-                if self.tty && !interactive && !(self.mode == Mode::Rehearsal && *mutates) {
-                    let pb = ProgressBar::new_spinner();
+                if self.tty && !*interactive && !(self.mode == Mode::Rehearsal && *mutates) {
+                    let pb = ProgressBar::with_draw_target(
+                        None,
+                        indicatif::ProgressDrawTarget::stdout(),
+                    );
                     let limit = timeout_secs
                         .map(|t| format!(" of {}", secs(t * 1000)))
                         .unwrap_or_default();
@@ -144,11 +154,16 @@ impl Reporter for HumanReporter {
                 secs(*wait_ms)
             )),
             RunEvent::StepFinished {
+                id,
+                title,
+                started,
                 outcome,
                 duration_ms,
-                ..
             } => {
                 self.stop_spinner();
+                if !started {
+                    self.line(&format!("[-] {title}  ({id})"));
+                }
                 let took = secs(*duration_ms);
                 let s = match outcome {
                     StepOutcome::Succeeded => format!("      ✓ done in {took}"),

@@ -35,6 +35,11 @@ pub trait ActionSpec {
     fn interactive(&self) -> bool {
         false
     }
+    /// Fields of the action's `result` that hold secrets: an output taken from one must
+    /// be `secret: true`, and `expect` may not show one.
+    fn secret_results(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 fn visit_opt<'a>(t: &'a Option<Text>, sink: Sink, f: &mut dyn FnMut(&'a Text, Sink)) {
@@ -103,11 +108,18 @@ pub struct Shell {
     /// dry-run skips it unless the author declares it read-only.
     #[serde(default = "yes")]
     pub mutates: bool,
+    /// Run attached to the operator's terminal, for commands that ask questions (an
+    /// installer script). Needs an operator: under `--yes` the run stops here.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 impl ActionSpec for Shell {
     fn mutates(&self) -> bool {
         self.mutates
+    }
+    fn interactive(&self) -> bool {
+        self.tty
     }
     fn visit_texts<'a>(&'a self, f: &mut dyn FnMut(&'a Text, Sink)) {
         visit_all(&self.argv, Sink::Shown, f);
@@ -160,6 +172,13 @@ pub struct Input {
 impl ActionSpec for Input {
     fn mutates(&self) -> bool {
         false
+    }
+    fn secret_results(&self) -> &'static [&'static str] {
+        if self.kind == InputKind::Secret {
+            &["value"]
+        } else {
+            &[]
+        }
     }
     fn visit_texts<'a>(&'a self, f: &mut dyn FnMut(&'a Text, Sink)) {
         f(&self.prompt, Sink::Shown);
@@ -328,6 +347,26 @@ impl ActionSpec for KubeApply {
     }
 }
 
+/// Talk to another cluster from this step on: a kubeconfig file (for example one an
+/// earlier step wrote) and optionally a context in it. Changes nothing in any cluster.
+/// The choice is journalled, so it holds after a resume.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubeUse {
+    pub kubeconfig: Text,
+    pub context: Option<Text>,
+}
+
+impl ActionSpec for KubeUse {
+    fn mutates(&self) -> bool {
+        false
+    }
+    fn visit_texts<'a>(&'a self, f: &mut dyn FnMut(&'a Text, Sink)) {
+        f(&self.kubeconfig, Sink::Shown);
+        visit_opt(&self.context, Sink::Shown, f);
+    }
+}
+
 /// Create a namespace unless it exists.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -410,6 +449,9 @@ impl ActionSpec for KubeDelete {
     }
     fn visit_texts<'a>(&'a self, f: &mut dyn FnMut(&'a Text, Sink)) {
         self.resource.visit(f);
+    }
+    fn waits(&self) -> bool {
+        self.wait
     }
 }
 
@@ -727,6 +769,9 @@ impl ActionSpec for VaultInit {
     fn mutates(&self) -> bool {
         true
     }
+    fn secret_results(&self) -> &'static [&'static str] {
+        &["root_token", "keys", "keys_base64", "recovery_keys"]
+    }
     fn visit_texts<'a>(&'a self, f: &mut dyn FnMut(&'a Text, Sink)) {
         visit_opt(&self.addr, Sink::Shown, f);
     }
@@ -844,6 +889,9 @@ pub struct VaultRekey {
 impl ActionSpec for VaultRekey {
     fn mutates(&self) -> bool {
         true
+    }
+    fn secret_results(&self) -> &'static [&'static str] {
+        &["keys", "keys_base64"]
     }
     fn visit_texts<'a>(&'a self, f: &mut dyn FnMut(&'a Text, Sink)) {
         visit_opt(&self.addr, Sink::Shown, f);
@@ -1016,6 +1064,24 @@ pub struct KmsCancelDeletion {
 }
 
 impl ActionSpec for KmsCancelDeletion {
+    fn mutates(&self) -> bool {
+        true
+    }
+    fn visit_texts<'a>(&'a self, f: &mut dyn FnMut(&'a Text, Sink)) {
+        f(&self.key_id, Sink::Shown);
+        visit_opt(&self.region, Sink::Shown, f);
+    }
+}
+
+/// Enable a Disabled key.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KmsEnable {
+    pub key_id: Text,
+    pub region: Option<Text>,
+}
+
+impl ActionSpec for KmsEnable {
     fn mutates(&self) -> bool {
         true
     }
@@ -1417,6 +1483,7 @@ actions! {
     "choose" => Choose(Choose),
     "sleep" => Sleep(Sleep),
     "http" => Http(Http),
+    "kube.use" => KubeUse(KubeUse),
     "kube.apply" => KubeApply(KubeApply),
     "kube.namespace" => KubeNamespace(KubeNamespace),
     "kube.secret" => KubeSecret(KubeSecret),
@@ -1442,6 +1509,7 @@ actions! {
     "s3.upload" => S3Upload(S3Upload),
     "kms.describe" => KmsDescribe(KmsDescribe),
     "kms.cancel-deletion" => KmsCancelDeletion(KmsCancelDeletion),
+    "kms.enable" => KmsEnable(KmsEnable),
     "kms.verify" => KmsVerify(KmsVerify),
     "ssh.run" => SshRun(SshRun),
     "ssh.copy" => SshCopy(SshCopy),
@@ -1469,5 +1537,8 @@ impl ActionSpec for Action {
     }
     fn interactive(&self) -> bool {
         self.spec().interactive()
+    }
+    fn secret_results(&self) -> &'static [&'static str] {
+        self.spec().secret_results()
     }
 }

@@ -22,28 +22,30 @@ fn options() -> Options {
 }
 
 /// Parse one file. `file` is how the operator knows it (a path or `builtin:NAME`).
-pub fn parse(file: &str, source: &Arc<str>) -> Result<Runbook, Diagnostic> {
+pub fn parse(file: &str, source: &Arc<str>) -> Result<Runbook, Box<Diagnostic>> {
     if source.len() > MAX_RUNBOOK_BYTES {
-        return Err(Diagnostic::error(
-            file,
-            &Arc::from(""),
-            Pos::default(),
-            format!(
-                "file is {} bytes, larger than the {} MiB a runbook may be",
-                source.len(),
-                MAX_RUNBOOK_BYTES / (1024 * 1024)
-            ),
-        )
-        .with_hint("check that the path names a runbook YAML file"));
+        return Err(Box::new(
+            Diagnostic::error(
+                file,
+                &Arc::from(""),
+                Pos::default(),
+                format!(
+                    "file is {} bytes, larger than the {} MiB a runbook may be",
+                    source.len(),
+                    MAX_RUNBOOK_BYTES / (1024 * 1024)
+                ),
+            )
+            .with_hint("check that the path names a runbook YAML file"),
+        ));
     }
     if source.trim().is_empty() {
-        return Err(
+        return Err(Box::new(
             Diagnostic::error(file, source, Pos::default(), "the file is empty")
                 .with_hint("a runbook starts with `apiVersion: drctl/v1` and `kind: Runbook`"),
-        );
+        ));
     }
     serde_saphyr::from_str_with_options::<Runbook>(source, options())
-        .map_err(|e| from_yaml_error(file, source, &e))
+        .map_err(|e| Box::new(from_yaml_error(file, source, &e)))
 }
 
 fn from_yaml_error(file: &str, source: &Arc<str>, e: &serde_saphyr::Error) -> Diagnostic {
@@ -137,7 +139,7 @@ fn hint_for(message: &str) -> Option<&'static str> {
 mod tests {
     use super::*;
 
-    fn parse_str(s: &str) -> Result<Runbook, Diagnostic> {
+    fn parse_str(s: &str) -> Result<Runbook, Box<Diagnostic>> {
         parse("t.yaml", &Arc::from(s))
     }
 

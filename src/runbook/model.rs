@@ -15,9 +15,10 @@ use super::text::{Dur, Ident, Pos, Text};
 
 /// A whole runbook file.
 #[derive(Clone, Debug, serde::Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct Runbook {
     /// Always `drctl/v1`.
+    #[serde(rename = "apiVersion")]
     pub api_version: Text,
     /// Always `Runbook`.
     pub kind: Text,
@@ -216,8 +217,8 @@ pub enum Confirm {
     /// Ask before mutating steps, not before read-only ones.
     #[default]
     Auto,
-    /// Always ask (even for a read-only step, and even with `--yes`... except when the
-    /// operator names the step with `--confirm`).
+    /// Always ask, even before a read-only step. With `--yes` the run stops at the step
+    /// unless the operator names it with `--confirm STEP`.
     Always,
     /// Never ask (for mutations that are safe to repeat).
     Never,

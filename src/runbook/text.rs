@@ -223,7 +223,7 @@ impl Dur {
     /// Render a duration the way it is written in runbooks (`1h30m`, `45s`).
     pub fn human(d: Duration) -> String {
         let ms = d.as_millis();
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             return format!("{ms}ms");
         }
         let mut secs = d.as_secs();

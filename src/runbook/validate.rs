@@ -36,6 +36,7 @@ pub fn check(
         diags: Vec::new(),
         rb,
         outputs: HashMap::new(),
+        result_secrets: &[],
     };
     v.runbook(expected_name);
     v.diags
@@ -56,10 +57,12 @@ enum Scope {
     Start,
     /// Inside step number N: outputs of steps before N.
     Step(usize),
-    /// A step's outputs and check: its own `result` too.
+    /// A step's `outputs` and `expect`: its own `result` too.
     StepResult(usize),
     /// Cleanup: any output (it may be missing if its step never ran).
     Cleanup,
+    /// A cleanup step's `outputs` and `expect`.
+    CleanupResult,
 }
 
 struct Validator<'a> {
@@ -69,6 +72,8 @@ struct Validator<'a> {
     diags: Vec<Diagnostic>,
     rb: &'a Runbook,
     outputs: HashMap<String, OutputInfo>,
+    /// Secret fields of the `result` of the step being checked.
+    result_secrets: &'static [&'static str],
 }
 
 impl Validator<'_> {
@@ -104,7 +109,7 @@ impl Validator<'_> {
             self.hint(
                 rb.name.pos,
                 format!("runbook name `{}` is not a valid name", rb.name.value),
-                "use lowercase letters, digits and '-', starting with a letter or digit",
+                "use lowercase letters, digits, '-' and '_', starting with a letter or digit",
             );
         }
         if let Some(expected) = expected_name
@@ -179,7 +184,7 @@ impl Validator<'_> {
         }
         for section in &rb.sections {
             for c in &section.callouts {
-                self.callout(c, Scope::Cleanup);
+                self.callout(c, Scope::Start);
             }
         }
         for s in &rb.cleanup {
@@ -353,8 +358,10 @@ impl Validator<'_> {
         }
         let result_scope = match scope {
             Scope::Step(i) => Scope::StepResult(i),
+            Scope::Cleanup => Scope::CleanupResult,
             other => other,
         };
+        self.result_secrets = s.action.secret_results();
         if let Some(d) = &s.description {
             self.text(d, Sink::Shown, scope);
         }
@@ -402,6 +409,7 @@ impl Validator<'_> {
             self.expression(&o.from, result_scope, Some(o.secret));
         }
         self.action(&s.action, s.action_pos, scope, Some(&s.id.value));
+        self.result_secrets = &[];
     }
 
     /// Action-specific rules, then every template field.
@@ -640,7 +648,11 @@ impl Validator<'_> {
                     );
                 }
             }
-            Action::KmsDescribe(_) | Action::KmsCancelDeletion(_) | Action::KmsVerify(_) => {}
+            Action::KmsDescribe(_)
+            | Action::KmsCancelDeletion(_)
+            | Action::KmsEnable(_)
+            | Action::KmsVerify(_) => {}
+            Action::KubeUse(_) => {}
             Action::SshRun(a) => self.env_names(&a.env, pos, &at),
             Action::SshCopy(a) => {
                 if let Some(m) = &a.mode
@@ -738,6 +750,15 @@ impl Validator<'_> {
     fn text(&mut self, t: &Text, sink: Sink, scope: Scope) {
         if !t.is_template() {
             return;
+        }
+        if sink == Sink::Command
+            && let Some(quote) = template_inside_quotes(&t.value)
+        {
+            self.hint(
+                t.pos,
+                format!("a template value inside {quote} is not protected by drctl's quoting: the shell still expands `$(...)` there"),
+                "drop the surrounding quotes: drctl quotes every value itself (`echo {{ inputs.x }}`)",
+            );
         }
         let refs = match self
             .env
@@ -843,7 +864,7 @@ impl Validator<'_> {
                         Scope::Start => Some(0),
                         Scope::Step(i) => Some(i),
                         Scope::StepResult(i) => Some(i),
-                        Scope::Cleanup => None,
+                        Scope::Cleanup | Scope::CleanupResult => None,
                     };
                     match self.outputs.get(name) {
                         Some(info) => {
@@ -889,7 +910,12 @@ impl Validator<'_> {
                     }
                 }
                 "result" => {
-                    if !matches!(scope, Scope::StepResult(_) | Scope::Cleanup) {
+                    if let Some(f) = field
+                        && self.result_secrets.contains(&f)
+                    {
+                        secrets.push(format!("result `{f}`"));
+                    }
+                    if !matches!(scope, Scope::StepResult(_) | Scope::CleanupResult) {
                         self.hint(
                             pos,
                             "`result` is only available in a step's `outputs` and `expect`",
@@ -910,6 +936,51 @@ impl Validator<'_> {
         }
         secrets
     }
+}
+
+/// Whether a `{{` sits inside double quotes or backticks of a shell command, where the
+/// single quotes drctl adds are literal characters and `$(...)` would still run.
+fn template_inside_quotes(script: &str) -> Option<&'static str> {
+    #[derive(PartialEq)]
+    enum St {
+        Plain,
+        Single,
+        Double,
+        Backtick,
+    }
+    let mut st = St::Plain;
+    let b = script.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'{' && b.get(i + 1) == Some(&b'{') {
+            match st {
+                St::Double => return Some("double quotes"),
+                St::Backtick => return Some("backticks"),
+                _ => {}
+            }
+            // Skip the expression itself: its quotes are MiniJinja's, not the shell's.
+            match script[i..].find("}}") {
+                Some(end) => {
+                    i += end + 2;
+                    continue;
+                }
+                None => return None,
+            }
+        }
+        match (&st, c) {
+            (St::Plain | St::Double | St::Backtick, b'\\') => i += 1,
+            (St::Plain, b'\'') => st = St::Single,
+            (St::Single, b'\'') => st = St::Plain,
+            (St::Plain, b'"') => st = St::Double,
+            (St::Double, b'"') => st = St::Plain,
+            (St::Plain, b'`') => st = St::Backtick,
+            (St::Backtick, b'`') => st = St::Plain,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 fn template_error(e: &minijinja::Error) -> String {
@@ -1034,6 +1105,79 @@ mod tests {
         assert!(parse_field_path("a..b").is_err());
         assert!(parse_field_path("a[x").is_err());
         assert!(parse_field_path("").is_err());
+    }
+
+    fn check_src(steps: &str) -> Vec<String> {
+        let src = format!(
+            "apiVersion: drctl/v1\nkind: Runbook\nname: t\ntitle: T\nsummary: S\nsteps:\n{steps}"
+        );
+        let src: Arc<str> = Arc::from(src.as_str());
+        let rb = crate::runbook::load::parse("t.yaml", &src).expect("parses");
+        check("t.yaml", &src, &rb, Some("t"))
+            .into_iter()
+            .map(|d| d.message)
+            .collect()
+    }
+
+    #[test]
+    fn secret_results_must_be_captured_as_secrets() {
+        let msgs = check_src(
+            "  - id: init\n    title: I\n    vault.init: { shares: 3, threshold: 2 }\n    outputs: [{ name: token, from: result.root_token }]\n",
+        );
+        assert_eq!(
+            msgs,
+            vec![
+                "this output is computed from secret result `root_token` but is not marked secret"
+            ]
+        );
+        let msgs = check_src(
+            "  - id: init\n    title: I\n    vault.init: { shares: 3, threshold: 2 }\n    outputs: [{ name: token, from: result.root_token, secret: true }]\n",
+        );
+        assert!(msgs.is_empty(), "{msgs:?}");
+    }
+
+    #[test]
+    fn result_only_where_a_result_exists() {
+        let msgs = check_src(
+            "  - id: a\n    title: A\n    description: \"{{ result.x }}\"\n    sleep: { duration: 1s }\n",
+        );
+        assert_eq!(
+            msgs,
+            vec!["`result` is only available in a step's `outputs` and `expect`"]
+        );
+    }
+
+    #[test]
+    fn deleting_with_wait_needs_a_timeout() {
+        let msgs = check_src(
+            "  - id: d\n    title: D\n    kube.delete: { resource: { kind: Pod, name: vault-0, namespace: vault } }\n",
+        );
+        assert_eq!(
+            msgs,
+            vec!["step `d` waits (`kube.delete`) but has no `timeout`"]
+        );
+    }
+
+    #[test]
+    fn templates_inside_double_quotes_are_refused() {
+        assert_eq!(
+            template_inside_quotes(r#"echo "{{ inputs.v }}""#),
+            Some("double quotes")
+        );
+        assert_eq!(
+            template_inside_quotes("echo `{{ inputs.v }}`"),
+            Some("backticks")
+        );
+        assert_eq!(template_inside_quotes("echo '\"' {{ inputs.v }}"), None);
+        assert_eq!(
+            template_inside_quotes(r#"echo "a" {{ inputs.v | default("x") }}"#),
+            None
+        );
+        assert_eq!(template_inside_quotes(r#"echo \"{{ inputs.v }}"#), None);
+        let msgs =
+            check_src("  - id: a\n    title: A\n    shell: { script: 'echo \"{{ run.id }}\"' }\n");
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert!(msgs[0].contains("inside double quotes"), "{msgs:?}");
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The integration test binary: drives the real `drctl` executable.
 
 mod cli;
+mod engine;
 mod fixtures;
 mod fuzz;
 mod print;
+mod pty;
 mod schema;
 
 use std::path::{Path, PathBuf};

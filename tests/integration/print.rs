@@ -56,7 +56,7 @@ fn secrets_stay_placeholders_even_when_set() {
         "print",
         "cluster-rebuild",
         "--set",
-        &format!("aws_secret_access_key={secret}"),
+        &format!("kms_aws_secret_access_key={secret}"),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!stdout(&o).contains(secret));

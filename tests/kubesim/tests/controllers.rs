@@ -33,6 +33,13 @@ fn statefulset_pod_comes_back_ready_after_delete() {
     sim.apply(
         "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: vault, namespace: vault}\nspec:\n  replicas: 1\n  serviceName: vault\n  selector: {matchLabels: {app: vault}}\n  template:\n    metadata: {labels: {app: vault}}\n    spec: {containers: [{name: vault, image: openbao}]}\n",
     );
+    // The controller creates vault-0 on its next tick; `kubectl wait` on a name that does not
+    // exist yet fails at once, as against a real cluster.
+    wait_until("vault-0 created", Duration::from_secs(5), || {
+        sim.kubectl_output(&["-n", "vault", "get", "pod", "vault-0"])
+            .status
+            .success()
+    });
     sim.kubectl(&[
         "-n",
         "vault",

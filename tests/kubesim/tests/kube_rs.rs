@@ -69,7 +69,10 @@ async fn typed_crud_and_status_errors() {
         .await
         .expect("create secret");
     let got = secrets.get("vault-aws-kms").await.expect("get secret");
-    assert_eq!(got.data.as_ref().expect("data")["AWS_REGION"].0, b"us-east-1");
+    assert_eq!(
+        got.data.as_ref().expect("data")["AWS_REGION"].0,
+        b"us-east-1"
+    );
     assert_eq!(got.type_.as_deref(), Some("Opaque"));
 
     let listed = secrets

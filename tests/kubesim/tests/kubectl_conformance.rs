@@ -204,7 +204,7 @@ spec:
 
 #[test]
 fn wait_for_condition_and_jsonpath() {
-    let sim = Sim::start_with("podReadyAfterMs: 700");
+    let sim = Sim::start_with("podReadyAfterMs: 1500");
     sim.kubectl(&["create", "namespace", "vault"]);
     sim.apply(POD);
     assert_eq!(

@@ -174,7 +174,7 @@ fn injected_errors_and_latency() {
 fn api_down_for_a_while_then_back_with_its_state() {
     let sim = Sim::start();
     sim.kubectl(&["create", "namespace", "vault"]);
-    assert_eq!(sim.http("POST", "/_sim/down?seconds=1.5", "").0, 200);
+    assert_eq!(sim.http("POST", "/_sim/down?seconds=3", "").0, 200);
     wait_until("listener closed", Duration::from_secs(2), || {
         TcpStream::connect(&sim.addr).is_err()
     });
@@ -183,7 +183,7 @@ fn api_down_for_a_while_then_back_with_its_state() {
         err.contains("connection refused") || err.contains("Unable to connect"),
         "{err}"
     );
-    wait_until("listener back", Duration::from_secs(5), || {
+    wait_until("listener back", Duration::from_secs(10), || {
         TcpStream::connect(&sim.addr).is_ok()
     });
     assert_eq!(
