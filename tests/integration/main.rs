@@ -4,6 +4,7 @@ mod cli;
 mod engine;
 mod fixtures;
 mod fuzz;
+mod lab;
 mod print;
 mod pty;
 mod schema;

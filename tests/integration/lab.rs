@@ -1,0 +1,1 @@
+//! The lab of real servers for tests (being written).
