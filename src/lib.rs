@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod exec;
 pub mod render;
+pub mod backends;
 pub mod runbook;
 pub mod secret;
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 use crate::cli::{OutputFormat, RunArgs};
-use crate::exec::backend::{Backends, Cancel, EventBus};
+use crate::exec::backend::{Cancel, EventBus};
 use crate::exec::context::{RunInfo, Values};
 use crate::exec::engine::{self, Engine, Options};
 use crate::exec::events::RunEvent;
@@ -584,7 +584,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
         resolve,
         answers,
     };
-    let backends = Backends::new();
+    let backends = crate::backends::registry();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -612,7 +612,8 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             journal: j,
             store: &store,
             values,
-            prompter,
+            prompter: std::sync::Mutex::new(prompter),
+            interactive,
             bus,
             backends: &backends,
             opts,

@@ -254,6 +254,8 @@ pub struct ActionCtx<'a> {
     /// The step captures a secret from its output: no output line is shown or kept,
     /// since the secret is only known (and redactable) once captured.
     pub quiet: bool,
+    /// Questions to the operator, and showing a secret once.
+    pub operator: &'a dyn super::prompt::Operator,
 }
 
 impl ActionCtx<'_> {
@@ -278,6 +280,11 @@ impl ActionCtx<'_> {
 pub type ActionFuture<'a> = Pin<Box<dyn Future<Output = Result<ActionResult, ActionError>> + 'a>>;
 
 /// A system drctl acts on.
+///
+/// `execute` performs the action. When `ctx.dry_run` is set (a rehearsal) it is only
+/// called for mutating actions, and must perform their read-only half: read the live
+/// objects and report, as output lines, what the action would change, without changing
+/// anything. Read-only actions always run for real.
 pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     fn handles(&self, action: &Action) -> bool;

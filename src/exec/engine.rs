@@ -13,7 +13,8 @@ use super::events::{RunEvent, StepOutcome};
 use super::journal::{Journal, JournalError, JournalStore, Mode, RunState, StepState};
 use super::local;
 use super::prompt::{
-    InterruptedDecision, ManualDecision, PromptError, Prompter, StepDecision, StepView,
+    InterruptedDecision, ManualDecision, PromptError, PromptOperator, Prompter, StepDecision,
+    StepView,
 };
 use crate::render::{context::Resolver, equivalent};
 use crate::runbook::action::{Action, ActionSpec, Sink};
@@ -56,7 +57,9 @@ pub struct Engine<'a> {
     pub journal: Journal,
     pub store: &'a dyn JournalStore,
     pub values: Values,
-    pub prompter: Box<dyn Prompter>,
+    pub prompter: std::sync::Mutex<Box<dyn Prompter>>,
+    /// Whether a person answers the prompter.
+    pub interactive: bool,
     pub bus: EventBus,
     pub backends: &'a Backends,
     pub opts: Options,
@@ -137,6 +140,22 @@ impl Engine<'_> {
             }
         }
         self.finish(RunState::Succeeded).await
+    }
+
+    fn operator(&self) -> PromptOperator<'_> {
+        PromptOperator {
+            prompter: &self.prompter,
+            interactive: self.interactive,
+            redactor: self.bus.redactor(),
+        }
+    }
+
+    fn prompt<T>(&self, f: impl FnOnce(&mut dyn Prompter) -> T) -> T {
+        let mut g = match self.prompter.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(g.as_mut())
     }
 
     fn state_of(&self, id: &str) -> StepState {
@@ -334,7 +353,7 @@ impl Engine<'_> {
                         Some(d) => Ok(*d),
                         None => {
                             self.flush()?;
-                            self.prompter.interrupted(&view)
+                            self.prompt(|p| p.interrupted(&view))
                         }
                     };
                     match choice {
@@ -433,6 +452,24 @@ impl Engine<'_> {
         if dry && step.action.mutates() {
             let ev = self.started_event(step, index, total, &rendered, cleanup);
             self.bus.emit(ev);
+            // A backend shows what would change against the live system (its read-only
+            // half: ctx.dry_run is set); local commands and manual work are only shown.
+            if !matches!(step.action, Action::Shell(_) | Action::Manual(_))
+                && self.backends.find(&step.action).is_some()
+            {
+                match self.once(step).await {
+                    Ok(res) => {
+                        let red = self.bus.redactor().clone();
+                        if let Some(rec) = self.journal.step_mut(&id) {
+                            let keep = res.lines.len().saturating_sub(local::EXCERPT_LINES);
+                            rec.output_excerpt =
+                                res.lines[keep..].iter().map(|l| red.redact(l)).collect();
+                        }
+                    }
+                    Err(ActionError::Cancelled) => return Ok(Flow::Stop(RunState::Aborted)),
+                    Err(e) => self.problem(Some(&id), e.to_string()),
+                }
+            }
             for o in &step.outputs {
                 let placeholder = format!(
                     "<{} from step {id}: not captured in a rehearsal>",
@@ -477,7 +514,7 @@ impl Engine<'_> {
                 decided_by.get_or_insert_with(|| "--yes".into());
             } else {
                 self.flush()?;
-                match self.prompter.confirm_step(&view) {
+                match self.prompt(|p| p.confirm_step(&view)) {
                     Ok(StepDecision::Run) => {
                         decided_by.get_or_insert_with(|| "operator".into());
                     }
@@ -715,6 +752,7 @@ impl Engine<'_> {
 
     /// Run a read-only check; Ok when it passes.
     async fn check(&mut self, step: &Step, check: &ActionBlock) -> Result<(), String> {
+        let operator = self.operator();
         let ctx = ActionCtx {
             step_id: &step.id.value,
             values: &self.values,
@@ -723,6 +761,7 @@ impl Engine<'_> {
             cancel: &self.cancel,
             timeout: step.timeout.map(|t| t.value),
             quiet: step.outputs.iter().any(|o| o.secret),
+            operator: &operator,
         };
         let fut = perform(&check.action, &ctx, self.backends);
         let res = match step.timeout {
@@ -749,7 +788,7 @@ impl Engine<'_> {
                 }
                 self.flush()
                     .map_err(|e| ActionError::Failed(e.to_string()))?;
-                return match self.prompter.manual_done(view) {
+                return match self.prompt(|p| p.manual_done(view)) {
                     Ok(ManualDecision::Done) => Ok(ActionResult {
                         value: serde_json::json!({ "confirmed": true }),
                         lines: vec![],
@@ -948,7 +987,7 @@ impl Engine<'_> {
         } else {
             self.flush()
                 .map_err(|e| ActionError::Failed(e.to_string()))?;
-            match ask(self.prompter.as_mut()) {
+            match self.prompt(ask) {
                 Ok(v) => v,
                 Err(PromptError::Aborted) => return Err(ActionError::AbortedByOperator),
                 Err(PromptError::NoOperator(r)) => return Err(ActionError::NeedsOperator(r)),
@@ -965,6 +1004,7 @@ impl Engine<'_> {
 
     /// One attempt, bounded by the step's timeout, with a "late" warning past `warn_after`.
     async fn once(&mut self, step: &Step) -> Result<ActionResult, ActionError> {
+        let operator = self.operator();
         let ctx = ActionCtx {
             step_id: &step.id.value,
             values: &self.values,
@@ -973,6 +1013,7 @@ impl Engine<'_> {
             cancel: &self.cancel,
             timeout: step.timeout.map(|t| t.value),
             quiet: step.outputs.iter().any(|o| o.secret),
+            operator: &operator,
         };
         let fut = perform(&step.action, &ctx, self.backends);
         let warn = step.warn_after.map(|w| w.value);

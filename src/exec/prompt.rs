@@ -269,3 +269,91 @@ impl Prompter for NoPrompter {
         Ok(default)
     }
 }
+
+/// What a backend may ask of the operator while its action runs (a key share, a
+/// confirmation), and the one way to show a secret: once, on the terminal itself, never
+/// through the reporters, the journal or the audit log.
+pub trait Operator {
+    /// Whether a person is at the keyboard.
+    fn interactive(&self) -> bool;
+    /// A masked answer; it is added to the run's redactor at once.
+    fn ask_secret(&self, prompt: &str) -> Result<String, PromptError>;
+    fn ask(&self, prompt: &str, default: Option<&str>) -> Result<String, PromptError>;
+    fn confirm(&self, prompt: &str, default: bool) -> Result<bool, PromptError>;
+    /// Show secret text once on the controlling terminal (`/dev/tty`), then wait for the
+    /// operator to say it is stored. Fails when there is no terminal.
+    fn show_secret_once(&self, title: &str, body: &str) -> Result<(), PromptError>;
+}
+
+/// The engine's operator: the run's prompter behind a lock, and its redactor.
+pub struct PromptOperator<'a> {
+    pub prompter: &'a std::sync::Mutex<Box<dyn Prompter>>,
+    pub interactive: bool,
+    pub redactor: &'a crate::secret::Redactor,
+}
+
+impl PromptOperator<'_> {
+    fn with<T>(&self, f: impl FnOnce(&mut dyn Prompter) -> T) -> T {
+        let mut g = match self.prompter.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(g.as_mut())
+    }
+}
+
+impl Operator for PromptOperator<'_> {
+    fn interactive(&self) -> bool {
+        self.interactive
+    }
+
+    fn ask_secret(&self, prompt: &str) -> Result<String, PromptError> {
+        let v = self.with(|p| p.input(prompt, true, None))?;
+        if v.len() < crate::secret::MIN_SECRET_LEN {
+            return Err(PromptError::Io(format!(
+                "a secret must be at least {} characters",
+                crate::secret::MIN_SECRET_LEN
+            )));
+        }
+        self.redactor.add(&v);
+        Ok(v)
+    }
+
+    fn ask(&self, prompt: &str, default: Option<&str>) -> Result<String, PromptError> {
+        self.with(|p| p.input(prompt, false, default))
+    }
+
+    fn confirm(&self, prompt: &str, default: bool) -> Result<bool, PromptError> {
+        self.with(|p| p.yes_no(prompt, default))
+    }
+
+    fn show_secret_once(&self, title: &str, body: &str) -> Result<(), PromptError> {
+        use std::io::Write as _;
+        if !self.interactive {
+            return Err(PromptError::NoOperator(format!(
+                "{title}: secrets are shown once on a terminal, and there is none (or --yes); run this step interactively"
+            )));
+        }
+        let mut tty = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/tty")
+            .map_err(|e| PromptError::Io(format!("cannot open the terminal: {e}")))?;
+        let rule = "=".repeat(72);
+        writeln!(tty, "\n{rule}\n{title}\n{rule}\n{body}\n{rule}")
+            .map_err(|e| PromptError::Io(e.to_string()))?;
+        loop {
+            let stored = self.with(|p| {
+                p.yes_no(
+                    "Stored safely (password manager / offline copy)? The values are not shown again",
+                    false,
+                )
+            })?;
+            if stored {
+                break;
+            }
+        }
+        // Scroll the secret off the screen's visible part.
+        writeln!(tty, "{}", "\n".repeat(60)).map_err(|e| PromptError::Io(e.to_string()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,31 @@
+//! The vault backend (being built): handles no action yet, so the engine reports its
+//! actions as not available in this build.
+
+use crate::exec::backend::{ActionCtx, ActionFuture, Backend};
+use crate::runbook::Action;
+
+pub struct VaultBackend;
+
+impl VaultBackend {
+    pub fn from_env() -> Self {
+        VaultBackend
+    }
+}
+
+impl Backend for VaultBackend {
+    fn name(&self) -> &'static str {
+        "vault"
+    }
+
+    fn handles(&self, _action: &Action) -> bool {
+        false
+    }
+
+    fn execute<'a>(&'a self, action: &'a Action, _ctx: &'a ActionCtx<'a>) -> ActionFuture<'a> {
+        Box::pin(async move {
+            Err(crate::exec::backend::ActionError::Unsupported {
+                action: action.name(),
+            })
+        })
+    }
+}
