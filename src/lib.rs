@@ -82,6 +82,9 @@ pub struct Outcome {
 
 /// Run drctl with the process's arguments; returns the exit code.
 pub fn run() -> i32 {
+    // Several TLS stacks are linked (the HTTP clients of the backends); rustls needs one
+    // process-wide provider chosen up front, or it refuses to pick at the first client.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

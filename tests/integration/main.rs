@@ -1,5 +1,7 @@
 //! The integration test binary: drives the real `drctl` executable.
 
+mod backend_ssh;
+mod backend_vault;
 mod cli;
 mod engine;
 mod fixtures;

@@ -1,0 +1,1 @@
+//! SSH and etcd backend tests (being written).

@@ -1,0 +1,1 @@
+//! Vault backend tests (being written).
