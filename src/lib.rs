@@ -2,11 +2,11 @@
 //!
 //! `run()` is the whole program: arguments -> command -> output -> exit code.
 
+pub mod backends;
 pub mod cli;
 pub mod commands;
 pub mod exec;
 pub mod render;
-pub mod backends;
 pub mod runbook;
 pub mod secret;
 

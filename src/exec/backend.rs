@@ -112,9 +112,8 @@ impl EventBus {
                 action,
                 mutates,
                 rendered,
-                timeout_secs,
+                description,
                 cleanup,
-                interactive,
             } => RunEvent::StepStarted {
                 index,
                 total,
@@ -123,9 +122,8 @@ impl EventBus {
                 action,
                 mutates,
                 rendered: rendered.iter().map(|l| self.redactor.redact(l)).collect(),
-                timeout_secs,
+                description: description.map(|d| self.redactor.redact(&d)),
                 cleanup,
-                interactive,
             },
             RunEvent::StepRetry {
                 id,

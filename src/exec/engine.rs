@@ -448,10 +448,12 @@ impl Engine<'_> {
             step.action,
             Action::Manual(_) | Action::Input(_) | Action::Choose(_)
         );
+        // Show the step (what, why, what it touches) before anything is asked or done.
+        let ev = self.started_event(step, index, total, &rendered, cleanup);
+        self.bus.emit(ev);
+
         // A rehearsal shows a mutation instead of performing it.
         if dry && step.action.mutates() {
-            let ev = self.started_event(step, index, total, &rendered, cleanup);
-            self.bus.emit(ev);
             // A backend shows what would change against the live system (its read-only
             // half: ctx.dry_run is set); local commands and manual work are only shown.
             if !matches!(step.action, Action::Shell(_) | Action::Manual(_))
@@ -538,8 +540,13 @@ impl Engine<'_> {
         }
 
         self.mark(&id, StepState::Running, None, decided_by.as_deref())?;
-        let ev = self.started_event(step, index, total, &rendered, cleanup);
-        self.bus.emit(ev);
+        // The step's duration counts from here, not from the question before it.
+        let started = Instant::now();
+        self.bus.emit(RunEvent::StepRunning {
+            id: id.clone(),
+            timeout_secs: step.timeout.map(|t| t.value.as_secs()),
+            interactive: step.action.interactive(),
+        });
 
         let result = self.attempts(step, &view).await;
         match result {
@@ -629,9 +636,11 @@ impl Engine<'_> {
             action: step.action.name().to_owned(),
             mutates: step.action.mutates(),
             rendered: rendered.to_vec(),
-            timeout_secs: step.timeout.map(|t| t.value.as_secs()),
+            description: step
+                .description
+                .as_ref()
+                .map(|d| self.render_shown(d).trim().to_owned()),
             cleanup,
-            interactive: step.action.interactive(),
         }
     }
 

@@ -52,9 +52,15 @@ pub enum RunEvent {
         mutates: bool,
         /// The action as it will be performed, one line each.
         rendered: Vec<String>,
-        /// The wait's bound, in seconds.
-        timeout_secs: Option<u64>,
+        /// Why the step exists and what it touches (markdown).
+        description: Option<String>,
         cleanup: bool,
+    },
+    /// The step's action begins (after any confirmation).
+    StepRunning {
+        id: String,
+        /// The step's bound, in seconds.
+        timeout_secs: Option<u64>,
         /// The step talks to the operator (prompts, a command on the terminal).
         interactive: bool,
     },

@@ -75,7 +75,6 @@ impl Reporter for HumanReporter {
                 };
                 self.line(&format!("{what}: {title}"));
                 self.line(&format!("run {run_id} · {steps} steps · journal {journal}"));
-                self.line("");
             }
             RunEvent::Notice { message } => {
                 // Notes (warnings) go to stderr, apart from the run's own output.
@@ -93,9 +92,8 @@ impl Reporter for HumanReporter {
                 action,
                 mutates,
                 rendered,
-                timeout_secs,
+                description,
                 cleanup,
-                interactive,
             } => {
                 let class = if *mutates {
                     "changes things"
@@ -107,13 +105,38 @@ impl Reporter for HumanReporter {
                 } else {
                     format!("{index}/{total}")
                 };
+                self.line("");
                 self.line(&format!("[{n}] {title}  ({id} · {action} · {class})"));
-                for l in rendered {
-                    for part in l.lines() {
-                        self.line(&format!("      {part}"));
+                // Why: the description's first paragraph; the rest is under "details".
+                if let Some(d) = description {
+                    let para = d.split("\n\n").next().unwrap_or_default();
+                    for l in para.lines() {
+                        self.line(&format!("      {}", l.trim()));
                     }
                 }
-                if self.tty && !*interactive && !(self.mode == Mode::Rehearsal && *mutates) {
+                // Commands get a prompt sign; instructions and questions do not.
+                let sign = if matches!(action.as_str(), "manual" | "input" | "choose") {
+                    ""
+                } else {
+                    "$ "
+                };
+                for l in rendered {
+                    for (i, part) in l.lines().enumerate() {
+                        let lead = if i == 0 && !part.starts_with('#') {
+                            sign
+                        } else {
+                            "  "
+                        };
+                        self.line(&format!("      {lead}{part}"));
+                    }
+                }
+            }
+            RunEvent::StepRunning {
+                timeout_secs,
+                interactive,
+                ..
+            } => {
+                if self.tty && !*interactive {
                     let pb = ProgressBar::with_draw_target(
                         None,
                         indicatif::ProgressDrawTarget::stdout(),

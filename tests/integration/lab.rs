@@ -704,10 +704,24 @@ ui           = false
     /// Stops and starts the server on the same ports with the same data; waits until the API
     /// answers. A Shamir-sealed server comes back sealed; a transit-sealed one unseals itself
     /// shortly after if the transit server is reachable (see [`OpenBao::wait_unsealed`]).
+    /// Panics when the server exits during startup (see [`OpenBao::try_restart`]).
     pub fn restart(&mut self) {
+        if let Err(tail) = self.try_restart() {
+            panic!("OpenBao exited during restart; log tail:\n{tail}");
+        }
+    }
+
+    /// Like [`OpenBao::restart`], but a server that exits during startup is an Err with its
+    /// log's tail: a transit-sealed OpenBao 2.7 whose transit server is unreachable refuses to
+    /// start (`Error configuring seal "transit": ... connection refused`, exit 1).
+    pub fn try_restart(&mut self) -> Result<(), String> {
         self.stop();
-        if let Err(StartError::Exited(status, tail)) = self.spawn_and_wait() {
-            panic!("OpenBao exited during restart ({status}); log tail:\n{tail}");
+        match self.spawn_and_wait() {
+            Ok(()) => Ok(()),
+            Err(StartError::Exited(status, tail)) => {
+                self.proc = None;
+                Err(format!("{status}\n{tail}"))
+            }
         }
     }
 }
@@ -734,21 +748,30 @@ impl BaoTransit {
         };
         start_retrying("OpenBao transit (dev)", || {
             t.port = free_port();
-            let mut cmd = Command::new(bao_bin());
-            cmd.args(["server", "-dev", "-dev-no-store-token"])
-                .arg(format!("-dev-root-token-id={}", Self::TOKEN))
-                .arg(format!("-dev-listen-address=127.0.0.1:{}", t.port))
-                .env("HOME", t.base.path());
-            let mut proc = Proc::spawn("bao-transit", &mut cmd, &t.base.log);
-            let url = format!("{}/v1/sys/health", t.addr());
-            let r = wait_ready(&mut proc, &t.base.log, "OpenBao transit (dev)", || {
-                http("GET", &url, &[], b"").is_ok_and(|r| r.status == 200)
-            });
-            t.proc = Some(proc);
-            r
+            t.spawn_and_wait()
         });
+        t.create_key();
+        t
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), StartError> {
+        let mut cmd = Command::new(bao_bin());
+        cmd.args(["server", "-dev", "-dev-no-store-token"])
+            .arg(format!("-dev-root-token-id={}", Self::TOKEN))
+            .arg(format!("-dev-listen-address=127.0.0.1:{}", self.port))
+            .env("HOME", self.base.path());
+        let mut proc = Proc::spawn("bao-transit", &mut cmd, &self.base.log);
+        let url = format!("{}/v1/sys/health", self.addr());
+        let r = wait_ready(&mut proc, &self.base.log, "OpenBao transit (dev)", || {
+            http("GET", &url, &[], b"").is_ok_and(|r| r.status == 200)
+        });
+        self.proc = Some(proc);
+        r
+    }
+
+    fn create_key(&self) {
         let post = |path: &str, body: Value| {
-            let url = format!("{}/v1/{path}", t.addr());
+            let url = format!("{}/v1/{path}", self.addr());
             let r = http(
                 "POST",
                 &url,
@@ -764,7 +787,18 @@ impl BaoTransit {
         };
         post("sys/mounts/transit", json!({"type": "transit"}));
         post(&format!("transit/keys/{}", Self::KEY_NAME), json!({}));
-        t
+    }
+
+    /// Stops the transit server (if running) and starts a new, empty one on the same address
+    /// with a new key of the same name: the KMS answers, but the key that wrapped OpenBao's
+    /// root key is gone. An OpenBao restarted against it starts and stays sealed
+    /// (`failed to unseal core: ... cipher: message authentication failed`).
+    pub fn restart_with_new_key(&mut self) {
+        self.stop();
+        if let Err(StartError::Exited(status, tail)) = self.spawn_and_wait() {
+            panic!("transit server exited during restart ({status}); log tail:\n{tail}");
+        }
+        self.create_key();
     }
 
     pub fn addr(&self) -> String {
@@ -779,7 +813,8 @@ impl BaoTransit {
         self.proc.as_ref().map(Proc::pid)
     }
 
-    /// Stops the transit server: the "KMS is gone" (its in-memory key is lost for good).
+    /// Stops the transit server: the "KMS is gone". A running OpenBao stays unsealed; a
+    /// restarted one refuses to start ([`OpenBao::try_restart`] is an Err).
     pub fn stop(&mut self) {
         if let Some(mut p) = self.proc.take() {
             p.stop();
@@ -1920,4 +1955,74 @@ fn kubectl_drives_kubesim() {
     let pid = kube.pid().expect("running");
     drop(kube);
     assert!(!pid_alive(pid), "kubesim {pid} still running after drop");
+}
+
+#[test]
+fn openbao_auto_unseals_with_transit_until_the_kms_is_gone() {
+    let mut transit = BaoTransit::start();
+    let mut bao = OpenBao::start_with_transit(&transit);
+    let init = bao.init(3, 2);
+    assert_eq!(init.keys.len(), 3, "recovery keys");
+    assert!(
+        bao.wait_unsealed(Duration::from_secs(20)),
+        "unsealed by transit after init"
+    );
+    bao.wait_active();
+    assert_eq!(bao.seal_status().seal_type, "transit");
+    let token = init.root_token.as_str();
+    bao.enable_kv2(token, "secret");
+    let (status, v) = bao.request(
+        "POST",
+        "secret/data/k",
+        Some(token),
+        Some(json!({"data": {"v": "1"}})),
+    );
+    assert_eq!(status, 200, "{v}");
+
+    bao.restart();
+    assert!(
+        bao.wait_unsealed(Duration::from_secs(20)),
+        "auto-unsealed after a restart"
+    );
+    bao.wait_active();
+    let (status, v) = bao.request("GET", "secret/data/k", Some(token), None);
+    assert_eq!((status, &v["data"]["data"]["v"]), (200, &json!("1")), "{v}");
+
+    // The KMS is gone. While running, OpenBao keeps its root key in memory and stays unsealed;
+    // restarted, OpenBao 2.7 refuses to start at all (it test-encrypts with the seal first).
+    transit.stop();
+    assert!(!bao.seal_status().sealed, "still unsealed while running");
+    let err = bao
+        .try_restart()
+        .expect_err("OpenBao must not start without its transit server");
+    assert!(
+        err.contains("Error configuring seal \"transit\"") && err.contains("connection refused"),
+        "{err}"
+    );
+    assert_eq!(bao.pid(), None);
+
+    // The KMS answers again but the key is not the one that wrapped the root key: OpenBao
+    // starts and stays sealed.
+    transit.restart_with_new_key();
+    bao.restart();
+    let log = bao.log_path().to_path_buf();
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.contains("failed to unseal core"))),
+        "the unseal attempt fails on the new key; log tail:\n{}",
+        log_tail(&log, 20)
+    );
+    let s = bao.seal_status();
+    assert!(
+        s.sealed && s.initialized,
+        "sealed with a lost KMS key: {s:?}"
+    );
+    assert_eq!(s.seal_type, "transit");
+
+    let pids = [bao.pid().expect("running"), transit.pid().expect("running")];
+    drop(bao);
+    drop(transit);
+    for pid in pids {
+        assert!(!pid_alive(pid), "{pid} still running after drop");
+    }
 }
