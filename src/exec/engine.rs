@@ -313,7 +313,6 @@ impl Engine<'_> {
         let started = Instant::now();
         let dry = self.opts.dry_run;
         let mut decided_by: Option<String> = None;
-        let mut rerun_interrupted = false;
 
         match self.state_of(&id) {
             StepState::Succeeded | StepState::Skipped => return Ok(Flow::Next),
@@ -326,20 +325,16 @@ impl Engine<'_> {
                             "step `{id}` was interrupted; it is idempotent, running it again"
                         ),
                     });
-                    rerun_interrupted = true;
                 } else {
                     if let Some(check) = &step.check
                         && !dry
                         && self.check(step, check).await.is_ok()
                     {
-                        self.mark(
+                        return self.already_done(
                             &id,
-                            StepState::Succeeded,
-                            Some("interrupted, but its check shows it done".into()),
-                            Some("check"),
-                        )?;
-                        self.finished(&id, StepOutcome::AlreadyDone, started.elapsed());
-                        return Ok(Flow::Next);
+                            "interrupted, but its check shows it done",
+                            started,
+                        );
                     }
                     let rendered = self.rendered(&step.action);
                     let details = self.details(step, &rendered);
@@ -358,8 +353,7 @@ impl Engine<'_> {
                     };
                     match choice {
                         Ok(InterruptedDecision::Rerun) => {
-                            rerun_interrupted = true;
-                            decided_by = Some("operator: re-run after interruption".into());
+                                    decided_by = Some("operator: re-run after interruption".into());
                         }
                         Ok(InterruptedDecision::MarkDone) => {
                             self.mark(
@@ -402,7 +396,6 @@ impl Engine<'_> {
                 }
             }
         }
-        let _ = rerun_interrupted;
 
         // `when`: skip the step when its condition is false.
         if let Some(w) = &step.when {
@@ -426,14 +419,7 @@ impl Engine<'_> {
             && step.action.mutates()
             && self.check(step, check).await.is_ok()
         {
-            self.mark(
-                &id,
-                StepState::Succeeded,
-                Some("already done (its check passed)".into()),
-                Some("check"),
-            )?;
-            self.finished(&id, StepOutcome::AlreadyDone, started.elapsed());
-            return Ok(Flow::Next);
+            return self.already_done(&id, "already done (its check passed)", started);
         }
 
         let details = self.details(step, &rendered);
@@ -642,6 +628,18 @@ impl Engine<'_> {
                 .map(|d| self.render_shown(d).trim().to_owned()),
             cleanup,
         }
+    }
+
+    /// The step's `check` shows its work done: record it without running the action.
+    fn already_done(
+        &mut self,
+        id: &str,
+        message: &str,
+        started: Instant,
+    ) -> Result<Flow, EngineError> {
+        self.mark(id, StepState::Succeeded, Some(message.to_owned()), Some("check"))?;
+        self.finished(id, StepOutcome::AlreadyDone, started.elapsed());
+        Ok(Flow::Next)
     }
 
     fn skip(&mut self, id: &str, reason: &str, started: Instant) -> Result<Flow, EngineError> {
