@@ -353,7 +353,7 @@ impl Engine<'_> {
                     };
                     match choice {
                         Ok(InterruptedDecision::Rerun) => {
-                                    decided_by = Some("operator: re-run after interruption".into());
+                            decided_by = Some("operator: re-run after interruption".into());
                         }
                         Ok(InterruptedDecision::MarkDone) => {
                             self.mark(
@@ -637,7 +637,12 @@ impl Engine<'_> {
         message: &str,
         started: Instant,
     ) -> Result<Flow, EngineError> {
-        self.mark(id, StepState::Succeeded, Some(message.to_owned()), Some("check"))?;
+        self.mark(
+            id,
+            StepState::Succeeded,
+            Some(message.to_owned()),
+            Some("check"),
+        )?;
         self.finished(id, StepOutcome::AlreadyDone, started.elapsed());
         Ok(Flow::Next)
     }
@@ -737,9 +742,10 @@ impl Engine<'_> {
             }
             let name = o.name.value.clone();
             if o.secret {
-                if let Some(s) = v.as_str() {
-                    self.bus.redactor().add(s);
-                } else {
+                // Every string in it (a list of key shares too), and the whole as text.
+                let json = Values::to_json(&v);
+                add_secret_strings(self.bus.redactor(), &json);
+                if v.as_str().is_none() {
                     self.bus.redactor().add(&v.to_string());
                 }
                 self.values.secret_names.insert(name.clone());
@@ -1098,6 +1104,16 @@ impl Engine<'_> {
             report: self.report_hint.clone(),
         });
         Ok(self.journal)
+    }
+}
+
+/// Remember every string inside a secret value.
+fn add_secret_strings(r: &crate::secret::Redactor, v: &serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => r.add(s),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| add_secret_strings(r, x)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| add_secret_strings(r, x)),
+        _ => {}
     }
 }
 

@@ -687,7 +687,7 @@ pub struct VaultExpect {
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VaultStatus {
-    /// Vault address (default: `VAULT_ADDR` / `BAO_ADDR` or drctl's `--vault-addr`).
+    /// Vault address (default: `VAULT_ADDR` / `BAO_ADDR`).
     pub addr: Option<Text>,
     #[serde(default)]
     pub expect: VaultExpect,

@@ -1,1 +1,1045 @@
-//! Vault backend tests (being written).
+//! The vault backend against real OpenBao servers (tests/integration/lab.rs), one per test:
+//! status, init with show-once, unseal by two holders with a bad share, restart, kv put /
+//! get, kv-populate with resume, rekey through both APIs, wait-unsealed, and the drctl
+//! binary end to end. Every test checks Vault's own state, not only drctl's answer.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use drctl::backends::vault::{VaultBackend, example_secrets};
+use drctl::exec::backend::{ActionCtx, ActionError, ActionResult, Backend, Cancel, EventBus};
+use drctl::exec::context::{RunInfo, Values};
+use drctl::exec::events::{Reporter, RunEvent};
+use drctl::exec::prompt::{Operator, PromptError};
+use drctl::runbook::action::{
+    RekeyMethod, VaultExpect, VaultInit, VaultKvGet, VaultKvPopulate, VaultKvPut, VaultRekey,
+    VaultStatus, VaultUnseal, VaultWaitUnsealed,
+};
+use drctl::runbook::{Action, Text};
+use drctl::secret::Redactor;
+use indexmap::IndexMap;
+use serde_json::{Value, json};
+
+use super::lab::{OpenBao, pid_alive};
+
+// ---------------------------------------------------------------------------------------
+// A scripted operator and a harness that runs one action in-process
+// ---------------------------------------------------------------------------------------
+
+/// Answers from a script; records what was asked and shown.
+#[derive(Default)]
+struct FakeOperator {
+    interactive: bool,
+    /// Answers to masked questions; `None` is the operator pressing Ctrl-C.
+    secrets: Mutex<VecDeque<Option<String>>>,
+    confirms: Mutex<VecDeque<bool>>,
+    answers: Mutex<VecDeque<String>>,
+    asked: Mutex<Vec<String>>,
+    shown: Mutex<Vec<(String, String)>>,
+    /// Enter the shown shares back when asked next (after one typo), as a holder would.
+    echo_shown: bool,
+}
+
+impl FakeOperator {
+    fn new(secrets: &[&str]) -> Self {
+        FakeOperator {
+            interactive: true,
+            secrets: Mutex::new(secrets.iter().map(|s| Some(s.to_string())).collect()),
+            ..Default::default()
+        }
+    }
+
+    fn unattended() -> Self {
+        FakeOperator::default()
+    }
+
+    fn push_secret(&self, s: Option<&str>) {
+        self.secrets.lock().unwrap().push_back(s.map(str::to_owned));
+    }
+
+    fn asked(&self) -> Vec<String> {
+        self.asked.lock().unwrap().clone()
+    }
+
+    fn shown(&self) -> Vec<(String, String)> {
+        self.shown.lock().unwrap().clone()
+    }
+}
+
+impl Operator for FakeOperator {
+    fn interactive(&self) -> bool {
+        self.interactive
+    }
+
+    fn ask_secret(&self, prompt: &str) -> Result<String, PromptError> {
+        self.asked.lock().unwrap().push(prompt.to_owned());
+        match self.secrets.lock().unwrap().pop_front() {
+            Some(Some(s)) => Ok(s),
+            Some(None) => Err(PromptError::Aborted),
+            None => panic!("unexpected masked question: {prompt}"),
+        }
+    }
+
+    fn ask(&self, prompt: &str, _default: Option<&str>) -> Result<String, PromptError> {
+        self.asked.lock().unwrap().push(prompt.to_owned());
+        Ok(self.answers.lock().unwrap().pop_front().unwrap_or_default())
+    }
+
+    fn confirm(&self, prompt: &str, default: bool) -> Result<bool, PromptError> {
+        self.asked.lock().unwrap().push(prompt.to_owned());
+        Ok(self.confirms.lock().unwrap().pop_front().unwrap_or(default))
+    }
+
+    fn show_secret_once(&self, title: &str, body: &str) -> Result<(), PromptError> {
+        assert!(self.interactive, "shown without an operator");
+        self.shown
+            .lock()
+            .unwrap()
+            .push((title.to_owned(), body.to_owned()));
+        if self.echo_shown {
+            let mut q = self.secrets.lock().unwrap();
+            let shares: Vec<String> = body
+                .lines()
+                .filter(|l| l.starts_with("New "))
+                .filter_map(|l| l.rsplit(' ').next().map(str::to_owned))
+                .collect();
+            for k in shares.iter().rev() {
+                q.push_front(Some(k.clone()));
+            }
+            q.push_front(Some("AAAA-a-typo-in-the-copy".into()));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Default)]
+struct Events(Arc<Mutex<Vec<String>>>);
+
+impl Reporter for Events {
+    fn event(&mut self, e: &RunEvent) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(serde_json::to_string(e).unwrap());
+    }
+}
+
+/// What one action did: its result, the events it emitted (as JSON), and the redactor.
+struct Run {
+    result: Result<ActionResult, ActionError>,
+    events: String,
+    redactor: Redactor,
+}
+
+impl Run {
+    fn ok(&self) -> &ActionResult {
+        match &self.result {
+            Ok(r) => r,
+            Err(e) => panic!("action failed: {e}\nevents:\n{}", self.events),
+        }
+    }
+
+    fn err(&self) -> String {
+        match &self.result {
+            Ok(r) => panic!("action succeeded: {:?}", r.value),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn ok_lines_contain(&self, s: &str) -> bool {
+        self.events.contains(s)
+    }
+
+    /// Every text the run produced that could reach a screen, log or journal.
+    fn visible(&self) -> String {
+        let mut s = self.events.clone();
+        match &self.result {
+            Ok(r) => s.push_str(&r.lines.join("\n")),
+            Err(e) => s.push_str(&e.to_string()),
+        }
+        s
+    }
+}
+
+struct Opts {
+    dry_run: bool,
+    quiet: bool,
+    timeout: Option<Duration>,
+    inputs: Vec<(&'static str, String)>,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            dry_run: false,
+            quiet: false,
+            timeout: Some(Duration::from_secs(60)),
+            inputs: Vec::new(),
+        }
+    }
+}
+
+fn perform(action: &Action, op: &dyn Operator, opts: Opts) -> Run {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let redactor = Redactor::new();
+    let mut values = Values::new(
+        RunInfo {
+            id: "test-run".into(),
+            runbook: "test".into(),
+            operator: "tester".into(),
+            dry_run: opts.dry_run,
+            started_at: "now".into(),
+            failed_step: None,
+        },
+        redactor.clone(),
+    );
+    for (k, v) in &opts.inputs {
+        redactor.add(v);
+        values
+            .inputs
+            .insert((*k).to_owned(), minijinja::Value::from(v.clone()));
+    }
+    let bus = EventBus::new(redactor.clone());
+    let events = Events::default();
+    bus.add(Box::new(events.clone()));
+    let (_tx, cancel) = Cancel::never();
+    // Connection defaults come from the action; the environment of the test runner is ignored.
+    let backend = VaultBackend::from_lookup(|_| None);
+    assert!(backend.handles(action));
+    let ctx = ActionCtx {
+        step_id: "step",
+        values: &values,
+        dry_run: opts.dry_run,
+        bus: &bus,
+        cancel: &cancel,
+        timeout: opts.timeout,
+        quiet: opts.quiet,
+        operator: op,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let fut = backend.execute(action, &ctx);
+    let result = rt.block_on(async {
+        match opts.timeout {
+            Some(t) => tokio::time::timeout(t, fut)
+                .await
+                .unwrap_or_else(|_| Err(ActionError::Timeout(format!("{t:?}")))),
+            None => fut.await,
+        }
+    });
+    let events = events.0.lock().unwrap().join("\n");
+    Run {
+        result,
+        events,
+        redactor,
+    }
+}
+
+fn t(s: &str) -> Text {
+    Text::new(s)
+}
+
+fn status(addr: &str, initialized: Option<bool>, sealed: Option<bool>) -> Action {
+    Action::VaultStatus(VaultStatus {
+        addr: Some(t(addr)),
+        expect: VaultExpect {
+            initialized,
+            sealed,
+        },
+    })
+}
+
+fn kv_put(addr: &str, token: &str, path: &str, data: &[(&str, &str)]) -> Action {
+    Action::VaultKvPut(VaultKvPut {
+        addr: Some(t(addr)),
+        token: Some(t(token)),
+        mount: t("secret"),
+        path: t(path),
+        data: data
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), t(v)))
+            .collect::<IndexMap<_, _>>(),
+    })
+}
+
+fn kv_get(addr: &str, token: &str, path: &str, keys: &[&str]) -> Action {
+    Action::VaultKvGet(VaultKvGet {
+        addr: Some(t(addr)),
+        token: Some(t(token)),
+        mount: t("secret"),
+        path: t(path),
+        keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+    })
+}
+
+fn kv_data(bao: &OpenBao, token: &str, path: &str) -> Option<Value> {
+    let (status, v) = bao.request("GET", &format!("secret/data/{path}"), Some(token), None);
+    (status == 200).then(|| v["data"]["data"].clone())
+}
+
+/// A share of the right length that is not one of ours.
+fn wrong_share(good: &str) -> String {
+    let first = if good.starts_with('A') { "B" } else { "A" };
+    format!("{first}{}", &good[1..])
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn init_shows_once_then_two_holders_unseal_past_a_bad_share_and_a_restart_keeps_data() {
+    let mut bao = OpenBao::start();
+    let addr = bao.addr();
+
+    // Status of a new server; `expect` is checked.
+    let r = perform(
+        &status(&addr, Some(false), None),
+        &FakeOperator::unattended(),
+        Opts::default(),
+    );
+    let v = &r.ok().value;
+    assert_eq!(
+        (v["initialized"].clone(), v["sealed"].clone()),
+        (json!(false), json!(true))
+    );
+    assert_eq!(
+        v["version"].as_str().map(|s| s.starts_with("2.")),
+        Some(true),
+        "{v}"
+    );
+    let r = perform(
+        &status(&addr, Some(true), None),
+        &FakeOperator::unattended(),
+        Opts::default(),
+    );
+    assert!(
+        r.err().contains("expected initialized true, it is false"),
+        "{}",
+        r.err()
+    );
+
+    let init = |recovery| {
+        Action::VaultInit(VaultInit {
+            addr: Some(t(&addr)),
+            shares: 3,
+            threshold: 2,
+            recovery,
+        })
+    };
+    // Nobody to show the keys to and no secret output to hold them: refused before init.
+    let r = perform(&init(false), &FakeOperator::unattended(), Opts::default());
+    assert!(
+        matches!(r.result, Err(ActionError::NeedsOperator(_))),
+        "{}",
+        r.err()
+    );
+    assert!(
+        !bao.seal_status().initialized,
+        "refused init left Vault alone"
+    );
+    // Wrong kind of shares for a Shamir seal.
+    let r = perform(&init(true), &FakeOperator::new(&[]), Opts::default());
+    assert!(r.err().contains("Shamir seal"), "{}", r.err());
+    // Rehearsal: reads the state, changes nothing.
+    let r = perform(
+        &init(false),
+        &FakeOperator::new(&[]),
+        Opts {
+            dry_run: true,
+            ..Default::default()
+        },
+    );
+    assert!(
+        r.ok()
+            .lines
+            .join("\n")
+            .contains("would initialise it with 3 unseal key shares")
+    );
+    assert!(!bao.seal_status().initialized);
+
+    // The real init: shown once, offered a 0600 file, returned for secret outputs only.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("init.json");
+    let op = FakeOperator::new(&[]);
+    op.confirms.lock().unwrap().push_back(true);
+    op.answers
+        .lock()
+        .unwrap()
+        .push_back(file.display().to_string());
+    let r = perform(&init(false), &op, Opts::default());
+    let v = r.ok().value.clone();
+    let keys: Vec<String> = serde_json::from_value(v["keys_base64"].clone()).unwrap();
+    let root = v["root_token"].as_str().unwrap().to_owned();
+    assert_eq!(keys.len(), 3);
+    assert_eq!(v["keys"].as_array().map(Vec::len), Some(3), "hex keys too");
+    assert!(bao.seal_status().initialized, "Vault says initialised");
+    {
+        let shown = op.shown();
+        assert_eq!(shown.len(), 1, "shown exactly once");
+        for k in &keys {
+            assert!(shown[0].1.contains(k.as_str()));
+        }
+        assert!(shown[0].1.contains(&root));
+        let meta = std::fs::metadata(&file).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(saved["root_token"], root.as_str());
+    }
+    // No key or token in any event, line or error; all are known to the redactor.
+    let visible = r.visible();
+    for s in keys.iter().chain(std::iter::once(&root)) {
+        assert!(!visible.contains(s.as_str()), "secret leaked: {visible}");
+        assert_eq!(r.redactor.redact(s), "****");
+    }
+    // A second init is refused with a clear message.
+    let r = perform(&init(false), &FakeOperator::new(&[]), Opts::default());
+    assert!(r.err().contains("already initialised"), "{}", r.err());
+
+    // Two holders; Alice's first share is wrong. OpenBao accepts it as progress, rejects
+    // the pair at the threshold; drctl resets and both enter again.
+    let unseal = Action::VaultUnseal(VaultUnseal {
+        addr: Some(t(&addr)),
+        keys: vec![],
+        holders: vec!["alice".into(), "bob".into()],
+    });
+    let op = FakeOperator::new(&[&wrong_share(&keys[0]), &keys[1], &keys[0], &keys[1]]);
+    let r = perform(&unseal, &op, Opts::default());
+    assert_eq!(r.ok().value["sealed"], false);
+    let lines = r.ok().lines.join("\n");
+    assert!(
+        lines.contains("rejected the shares at the threshold"),
+        "{lines}"
+    );
+    let asked = op.asked();
+    assert_eq!(asked.len(), 4, "{asked:?}");
+    assert!(
+        asked[0].starts_with("alice: ") && asked[1].starts_with("bob: "),
+        "{asked:?}"
+    );
+    assert!(
+        asked[1].contains("1/2 entered"),
+        "progress shown: {asked:?}"
+    );
+    assert!(!bao.seal_status().sealed, "Vault says unsealed");
+    for k in &keys {
+        assert!(!r.visible().contains(k.as_str()));
+    }
+
+    // Data survives a restart, which comes back sealed; unseal from secret inputs.
+    bao.enable_kv2(&root, "secret");
+    let r = perform(
+        &kv_put(&addr, &root, "infra/velero", &[("key", "v-before-restart")]),
+        &FakeOperator::unattended(),
+        Opts::default(),
+    );
+    r.ok();
+    let old = bao.pid().unwrap();
+    bao.restart();
+    assert!(!pid_alive(old));
+    let r = perform(
+        &status(&addr, Some(true), Some(true)),
+        &FakeOperator::unattended(),
+        Opts::default(),
+    );
+    assert_eq!(r.ok().value["threshold"], 2);
+    // A token action on a sealed Vault says so.
+    let r = perform(
+        &kv_get(&addr, &root, "infra/velero", &[]),
+        &FakeOperator::unattended(),
+        Opts::default(),
+    );
+    assert!(r.err().contains("is sealed"), "{}", r.err());
+    let unseal_inputs = Action::VaultUnseal(VaultUnseal {
+        addr: Some(t(&addr)),
+        keys: vec![t("{{ inputs.k1 }}"), t("{{ inputs.k3 }}")],
+        holders: vec![],
+    });
+    let r = perform(
+        &unseal_inputs,
+        &FakeOperator::unattended(),
+        Opts {
+            inputs: vec![("k1", keys[0].clone()), ("k3", keys[2].clone())],
+            ..Default::default()
+        },
+    );
+    assert_eq!(r.ok().value["entered"], 2);
+    assert_eq!(
+        kv_data(&bao, &root, "infra/velero").unwrap()["key"],
+        "v-before-restart"
+    );
+    // Already unsealed: nothing to do.
+    let r = perform(&unseal, &FakeOperator::new(&[]), Opts::default());
+    assert!(r.ok().lines[0].contains("already unsealed"));
+}
+
+#[test]
+fn kv_put_and_get_write_and_check_keys_with_clear_errors() {
+    let (bao, init) = OpenBao::start_unsealed();
+    let addr = bao.addr();
+    let root = init.root_token.clone();
+    bao.enable_kv2(&root, "secret");
+    let op = FakeOperator::unattended();
+    let inputs = || vec![("pw", "s3cr3t-db-password".to_string())];
+
+    let put = kv_put(
+        &addr,
+        &root,
+        "apps/db",
+        &[("password", "{{ inputs.pw }}"), ("user", "app")],
+    );
+    // Rehearsal first: nothing written, keys named, no value shown.
+    let r = perform(
+        &put,
+        &op,
+        Opts {
+            dry_run: true,
+            inputs: inputs(),
+            ..Default::default()
+        },
+    );
+    assert!(
+        r.ok()
+            .lines
+            .join("\n")
+            .contains("would create `secret/apps/db` with keys password, user"),
+        "{:?}",
+        r.ok().lines
+    );
+    assert!(kv_data(&bao, &root, "apps/db").is_none());
+    let r = perform(
+        &put,
+        &op,
+        Opts {
+            inputs: inputs(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(r.ok().value["version"], 1);
+    assert_eq!(
+        kv_data(&bao, &root, "apps/db").unwrap(),
+        json!({"password": "s3cr3t-db-password", "user": "app"})
+    );
+    assert!(!r.visible().contains("s3cr3t-db-password"));
+    // The same values again: no new version.
+    let r = perform(
+        &put,
+        &op,
+        Opts {
+            inputs: inputs(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(r.ok().value["unchanged"], true);
+    // A rehearsal of a change names what would be replaced or removed.
+    let put2 = kv_put(&addr, &root, "apps/db", &[("password", "another-value")]);
+    let r = perform(
+        &put2,
+        &op,
+        Opts {
+            dry_run: true,
+            ..Default::default()
+        },
+    );
+    let l = r.ok().lines.join("\n");
+    assert!(
+        l.contains("new value for password") && l.contains("REMOVE user"),
+        "{l}"
+    );
+
+    let r = perform(
+        &kv_get(&addr, &root, "apps/db", &["password", "user"]),
+        &op,
+        Opts::default(),
+    );
+    assert_eq!(r.ok().lines, vec!["password: present", "user: present"]);
+    assert!(!r.visible().contains("s3cr3t-db-password"));
+    let r = perform(
+        &kv_get(&addr, &root, "apps/db", &["password", "api_key"]),
+        &op,
+        Opts::default(),
+    );
+    assert!(r.err().contains("lacks the key(s) api_key"), "{}", r.err());
+    let r = perform(
+        &kv_get(&addr, &root, "apps/nope", &[]),
+        &op,
+        Opts::default(),
+    );
+    assert!(
+        r.err().contains("no secret at `secret/apps/nope`"),
+        "{}",
+        r.err()
+    );
+
+    // Wrong token, a token without the policy, a missing mount, an unreachable server.
+    let r = perform(
+        &kv_get(&addr, "s.not-a-real-token", "apps/db", &[]),
+        &op,
+        Opts::default(),
+    );
+    assert!(r.err().contains("rejected the token"), "{}", r.err());
+    let (s, v) = bao.request(
+        "POST",
+        "auth/token/create",
+        Some(&root),
+        Some(json!({"policies": ["default"], "no_default_policy": false})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let weak = v["auth"]["client_token"].as_str().unwrap().to_owned();
+    let r = perform(&kv_get(&addr, &weak, "apps/db", &[]), &op, Opts::default());
+    assert!(
+        r.err().contains("permission denied") && r.err().contains("policies"),
+        "{}",
+        r.err()
+    );
+    let mut nomount = kv_get(&addr, &root, "apps/db", &[]);
+    if let Action::VaultKvGet(a) = &mut nomount {
+        a.mount = t("kv");
+    }
+    let r = perform(&nomount, &op, Opts::default());
+    assert!(
+        r.err().contains("no secrets engine is mounted at `kv/`"),
+        "{}",
+        r.err()
+    );
+    let dead = format!("http://127.0.0.1:{}", super::lab::free_port());
+    let r = perform(&status(&dead, None, None), &op, Opts::default());
+    assert!(
+        r.err().contains("cannot reach Vault at") && r.err().contains("VAULT_ADDR"),
+        "{}",
+        r.err()
+    );
+    for e in [&weak, &root] {
+        assert!(!r.visible().contains(e.as_str()));
+    }
+}
+
+#[test]
+fn example_files_give_paths_and_keys() {
+    let repo = super::root().join("tests/fixtures/vault/repo");
+    let found = example_secrets(&repo, "**/*.example").unwrap();
+    let got: Vec<(String, Vec<String>)> = found.into_iter().map(|e| (e.path, e.keys)).collect();
+    let want: Vec<(String, Vec<String>)> = vec![
+        (
+            "apps/authentik".into(),
+            vec!["postgres_password".into(), "secret_key".into()],
+        ),
+        (
+            "apps/immich".into(),
+            vec!["DB_PASSWORD".into(), "JWT_SECRET".into()],
+        ),
+        ("infrastructure/cloudflare".into(), vec!["api_token".into()]),
+        (
+            "infrastructure/velero-offsite".into(),
+            vec!["aws_access_key_id".into(), "aws_secret_access_key".into()],
+        ),
+    ];
+    assert_eq!(got, want);
+    assert!(drctl::backends::vault::glob_match(
+        "*.example",
+        "a/b/c.env.example"
+    ));
+    assert!(!drctl::backends::vault::glob_match(
+        "infrastructure/*.example",
+        "kubernetes/x.example"
+    ));
+}
+
+#[test]
+fn kv_populate_asks_each_value_stops_half_way_and_resumes() {
+    let (bao, init) = OpenBao::start_unsealed();
+    let addr = bao.addr();
+    let root = init.root_token.clone();
+    bao.enable_kv2(&root, "secret");
+    // A copy of the fixture repository, with a `.git` dir that must be ignored.
+    let repo = tempfile::tempdir().unwrap();
+    copy_dir(
+        &super::root().join("tests/fixtures/vault/repo"),
+        repo.path(),
+    );
+    std::fs::create_dir_all(repo.path().join(".git")).unwrap();
+    std::fs::write(repo.path().join(".git/config.example"), "x=1\n").unwrap();
+    // One secret exists already (written earlier by hand).
+    let (s, _) = bao.request(
+        "POST",
+        "secret/data/infrastructure/cloudflare",
+        Some(&root),
+        Some(json!({"data": {"api_token": "cf-existing-token"}})),
+    );
+    assert_eq!(s, 200);
+
+    let populate = Action::VaultKvPopulate(VaultKvPopulate {
+        addr: Some(t(&addr)),
+        token: Some(t("{{ inputs.token }}")),
+        mount: t("secret"),
+        repo: t(&repo.path().display().to_string()),
+        pattern: None,
+    });
+    let opts = |dry_run| Opts {
+        dry_run,
+        inputs: vec![("token", root.clone())],
+        ..Default::default()
+    };
+    let r = perform(&populate, &FakeOperator::new(&[]), opts(true));
+    let l = r.ok().lines.join("\n");
+    assert!(l.contains("4 secret(s), 7 key(s), from 4 file(s)"), "{l}");
+    assert!(
+        l.contains("would ask for and write secret/apps/immich: DB_PASSWORD, JWT_SECRET"),
+        "{l}"
+    );
+    assert!(
+        l.contains("already in Vault, skipped: secret/infrastructure/cloudflare"),
+        "{l}"
+    );
+    // Unattended: says what is left, writes nothing.
+    let r = perform(&populate, &FakeOperator::unattended(), opts(false));
+    assert!(
+        matches!(r.result, Err(ActionError::NeedsOperator(_))),
+        "{}",
+        r.err()
+    );
+
+    // The operator enters the first secret (two values), then stops (Ctrl-C).
+    let op = FakeOperator::new(&["authentik-pg-pass", "authentik-secret-key"]);
+    op.push_secret(None);
+    let r = perform(&populate, &op, opts(false));
+    assert!(
+        matches!(r.result, Err(ActionError::AbortedByOperator)),
+        "{}",
+        r.err()
+    );
+    let asked = op.asked();
+    assert_eq!(asked[0], "secret/apps/authentik postgres_password");
+    let left = r.events.clone();
+    assert!(
+        left.contains("still to do")
+            && left.contains("secret/apps/immich (DB_PASSWORD, JWT_SECRET)")
+            && left.contains("secret/infrastructure/velero-offsite"),
+        "{left}"
+    );
+    assert_eq!(
+        kv_data(&bao, &root, "apps/authentik").unwrap(),
+        json!({"secret_key": "authentik-secret-key", "postgres_password": "authentik-pg-pass"})
+    );
+    assert!(kv_data(&bao, &root, "apps/immich").is_none());
+
+    // The re-run asks only what is missing.
+    let op = FakeOperator::new(&[
+        "immich-db-pass",
+        "immich-jwt-secret",
+        "AKIAEXAMPLE",
+        "velero-secret-key",
+    ]);
+    let r = perform(&populate, &op, opts(false));
+    let v = &r.ok().value;
+    assert_eq!(
+        v["written"],
+        json!(["apps/immich", "infrastructure/velero-offsite"])
+    );
+    assert_eq!(
+        v["present"],
+        json!(["apps/authentik", "infrastructure/cloudflare"])
+    );
+    assert_eq!(op.asked().len(), 4);
+    assert_eq!(
+        kv_data(&bao, &root, "apps/immich").unwrap(),
+        json!({"DB_PASSWORD": "immich-db-pass", "JWT_SECRET": "immich-jwt-secret"})
+    );
+    assert_eq!(
+        kv_data(&bao, &root, "infrastructure/velero-offsite").unwrap()["aws_secret_access_key"],
+        "velero-secret-key"
+    );
+    assert_eq!(
+        kv_data(&bao, &root, "infrastructure/cloudflare").unwrap()["api_token"],
+        "cf-existing-token",
+        "untouched"
+    );
+    assert!(kv_data(&bao, &root, ".git/config").is_none());
+    for s in ["immich-db-pass", "velero-secret-key", root.as_str()] {
+        assert!(!r.visible().contains(s));
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// Rekeys with the current shares from inputs, shows the new ones once, has two of them
+/// entered back (after one mistake), and proves the new shares unseal and the old do not.
+fn rekey_and_prove(bao: &mut OpenBao, init: &super::lab::BaoInit, method: &str, interactive: bool) {
+    let addr = bao.addr();
+    let rekey = Action::VaultRekey(VaultRekey {
+        addr: Some(t(&addr)),
+        token: Some(t("{{ inputs.token }}")),
+        shares: 3,
+        threshold: 2,
+        method: RekeyMethod::Auto,
+        recovery: false,
+        keys: vec![t("{{ inputs.k1 }}"), t("{{ inputs.k2 }}")],
+    });
+    let opts = |dry_run, quiet| Opts {
+        dry_run,
+        quiet,
+        inputs: vec![
+            ("token", init.root_token.clone()),
+            ("k1", init.keys[0].clone()),
+            ("k2", init.keys[1].clone()),
+        ],
+        ..Default::default()
+    };
+    let r = perform(&rekey, &FakeOperator::new(&[]), opts(true, false));
+    assert!(
+        r.ok().lines.join("\n").contains(&format!("({method})")),
+        "{:?}",
+        r.ok().lines
+    );
+    let r = if interactive {
+        let op = FakeOperator {
+            echo_shown: true,
+            ..FakeOperator::new(&[])
+        };
+        let r = perform(&rekey, &op, opts(false, false));
+        assert_eq!(op.shown().len(), 1, "shown once");
+        let verify: Vec<String> = op
+            .asked()
+            .into_iter()
+            .filter(|a| a.starts_with("Verify:"))
+            .collect();
+        assert_eq!(verify.len(), 3, "a typo, then two new shares: {verify:?}");
+        r
+    } else {
+        // Nobody at the keyboard: the step's secret outputs hold the new shares.
+        perform(&rekey, &FakeOperator::unattended(), opts(false, true))
+    };
+    let v = r.ok().value.clone();
+    assert_eq!(v["method"], method);
+    assert_eq!(v["verified"], true);
+    let new: Vec<String> = serde_json::from_value(v["keys_base64"].clone()).unwrap();
+    assert_eq!(new.len(), 3);
+    for k in &new {
+        assert!(!r.visible().contains(k.as_str()));
+    }
+    // Vault's word: after a restart the old shares fail and two new ones unseal.
+    bao.restart();
+    let s = bao
+        .unseal_key(&init.keys[0])
+        .expect("one share is progress");
+    assert_eq!(s.progress, 1);
+    assert!(
+        bao.unseal_key(&init.keys[1]).is_err(),
+        "old shares no longer unseal"
+    );
+    bao.unseal(&new[1..]);
+}
+
+#[test]
+fn rekey_uses_sys_rekey_where_it_answers_and_rotate_root_where_it_does_not() {
+    // The lab's listener enables the unauthenticated sys/rekey endpoints.
+    let (mut a, init_a) = OpenBao::start_unsealed();
+    rekey_and_prove(&mut a, &init_a, "rekey", true);
+
+    // OpenBao's default (2.5+): sys/rekey answers 405; the authenticated API is used.
+    let (mut b, init_b) = OpenBao::start_unsealed();
+    let cfg = std::fs::read_to_string(b.config_path()).unwrap();
+    let cfg: String = cfg
+        .lines()
+        .filter(|l| !l.contains("disable_unauthed_rekey_endpoints"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(b.config_path(), cfg).unwrap();
+    b.restart();
+    b.unseal(&init_b.keys[..2]);
+    let (s, _) = b.request("GET", "sys/rekey/init", None, None);
+    assert_eq!(s, 405, "sys/rekey disabled");
+    rekey_and_prove(&mut b, &init_b, "rotate-root", false);
+}
+
+#[test]
+fn rekey_shows_new_shares_once_and_has_them_entered_back() {
+    let (bao, init) = OpenBao::start_unsealed();
+    let rekey = Action::VaultRekey(VaultRekey {
+        addr: Some(t(&bao.addr())),
+        token: Some(t(&init.root_token)),
+        shares: 2,
+        threshold: 2,
+        method: RekeyMethod::RotateRoot,
+        recovery: false,
+        keys: vec![],
+    });
+    // Current shares asked masked (the first attempt wrong), then the verification asks for
+    // two of the new shares: the fake cannot know them, so a wrong entry three times makes
+    // drctl cancel the rekey and the old shares stay valid.
+    let op = FakeOperator::new(&[
+        &wrong_share(&init.keys[0]),
+        &init.keys[1],
+        &init.keys[0],
+        &init.keys[1],
+        "AAAAnot-a-new-share",
+        "AAAAnot-a-new-share",
+        "AAAAnot-a-new-share",
+    ]);
+    let r = perform(&rekey, &op, Opts::default());
+    let e = r.err();
+    assert!(e.contains("cancelled") && e.contains("stay valid"), "{e}");
+    assert_eq!(op.shown().len(), 1);
+    assert!(
+        r.ok_lines_contain("rejected the shares at the threshold"),
+        "{}",
+        r.events
+    );
+    assert_eq!(
+        op.asked()
+            .iter()
+            .filter(|a| a.starts_with("Verify:"))
+            .count(),
+        3
+    );
+    let (s, v) = bao.request("GET", "sys/rotate/root/init", Some(&init.root_token), None);
+    assert_eq!(
+        (s, v["data"]["started"].clone()),
+        (200, json!(false)),
+        "no rekey left behind: {v}"
+    );
+    // The old shares still unseal after a restart.
+    let mut bao = bao;
+    bao.restart();
+    bao.unseal(&init.keys[..2]);
+}
+
+#[test]
+fn wait_unsealed_times_out_saying_why_then_succeeds_when_another_thread_unseals() {
+    let (mut bao, init) = OpenBao::start_unsealed();
+    bao.restart();
+    let wait = Action::VaultWaitUnsealed(VaultWaitUnsealed {
+        addr: Some(t(&bao.addr())),
+        unsealed_by: Some(t("the test thread")),
+    });
+    let r = perform(
+        &wait,
+        &FakeOperator::unattended(),
+        Opts {
+            timeout: Some(Duration::from_millis(2500)),
+            ..Default::default()
+        },
+    );
+    let e = r.err();
+    assert!(matches!(r.result, Err(ActionError::Timeout(_))), "{e}");
+    assert!(
+        e.contains("still sealed, progress 0/2") && e.contains("the test thread"),
+        "{e}"
+    );
+    assert!(
+        r.events
+            .contains("sealed, progress 0/2, waiting for the test thread"),
+        "{}",
+        r.events
+    );
+
+    let addr = bao.addr();
+    let keys = init.keys.clone();
+    let unsealer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        for k in &keys[..2] {
+            let r = super::lab::http(
+                "PUT",
+                &format!("{addr}/v1/sys/unseal"),
+                &[],
+                json!({ "key": k }).to_string().as_bytes(),
+            )
+            .unwrap();
+            assert_eq!(r.status, 200);
+        }
+    });
+    let started = Instant::now();
+    let r = perform(
+        &wait,
+        &FakeOperator::unattended(),
+        Opts {
+            timeout: Some(Duration::from_secs(30)),
+            ..Default::default()
+        },
+    );
+    unsealer.join().unwrap();
+    assert_eq!(r.ok().value["sealed"], false);
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert!(!bao.seal_status().sealed);
+}
+
+#[test]
+fn drctl_runs_a_vault_runbook_end_to_end_with_yes() {
+    let (mut bao, init) = OpenBao::start_unsealed();
+    bao.enable_kv2(&init.root_token, "secret");
+    bao.restart();
+    let state = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drctl"))
+        .args([
+            "run",
+            "tests/fixtures/vault/vault-e2e.yaml",
+            "--yes",
+            "--output",
+            "json",
+        ])
+        .arg("--state-dir")
+        .arg(state.path())
+        .current_dir(super::root())
+        .env_remove("DRCTL_RUNBOOKS")
+        .env("NO_COLOR", "1")
+        .envs(bao.env(&init.root_token))
+        .env("DRCTL_INPUT_UNSEAL_KEY_1", &init.keys[0])
+        .env("DRCTL_INPUT_UNSEAL_KEY_2", &init.keys[2])
+        .env("DRCTL_INPUT_DB_PASSWORD", "e2e-db-password-value")
+        .output()
+        .unwrap();
+    let text = format!("{}\n{}", super::stdout(&out), super::stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    // Vault's word, not drctl's.
+    assert!(!bao.seal_status().sealed);
+    assert_eq!(
+        kv_data(&bao, &init.root_token, "apps/e2e").unwrap(),
+        json!({"db_password": "e2e-db-password-value", "user": "e2e"})
+    );
+    for s in [
+        init.keys[0].as_str(),
+        init.keys[2].as_str(),
+        init.root_token.as_str(),
+        "e2e-db-password-value",
+    ] {
+        assert!(!text.contains(s), "secret in drctl's output: {text}");
+    }
+    let journal: String = walk_text(state.path());
+    for s in [
+        init.keys[0].as_str(),
+        init.root_token.as_str(),
+        "e2e-db-password-value",
+    ] {
+        assert!(!journal.contains(s), "secret in the state dir");
+    }
+}
+
+fn walk_text(dir: &std::path::Path) -> String {
+    let mut s = String::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            s.push_str(&walk_text(&p));
+        } else {
+            s.push_str(&String::from_utf8_lossy(
+                &std::fs::read(&p).unwrap_or_default(),
+            ));
+        }
+    }
+    s
+}
