@@ -80,6 +80,13 @@ pub struct RunArgs {
     /// Take over the lock of a run whose drctl process is gone (same host only).
     #[arg(long)]
     pub take_over_lock: bool,
+    /// The kubeconfig for Kubernetes steps (default: KUBECONFIG, then ~/.kube/config;
+    /// a `kube.use` step changes it for the steps after it).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context for Kubernetes steps (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
     /// Benchmark only: do not write the journal.
     #[arg(long, hide = true)]
     pub no_journal: bool,

@@ -2,7 +2,9 @@
 //! `exec::backend::Backend`. `registry` builds the backends of this build from the
 //! environment (see docs/operations.md for the variables each reads).
 
+pub mod aws;
 pub mod etcd;
+pub mod kube;
 pub mod ssh;
 pub mod vault;
 
@@ -14,5 +16,7 @@ pub fn registry() -> Backends {
     b.register(Box::new(vault::VaultBackend::from_env()));
     b.register(Box::new(ssh::SshBackend::from_env()));
     b.register(Box::new(etcd::EtcdBackend::from_env()));
+    b.register(Box::new(kube::KubeBackend::from_env()));
+    b.register(Box::new(aws::AwsBackend::from_env()));
     b
 }

@@ -538,8 +538,17 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             .outputs
             .insert(k.clone(), minijinja::Value::from_serialize(v));
     }
-    values.kube.kubeconfig = j.connections.get("kubeconfig").cloned();
-    values.kube.context = j.connections.get("context").cloned();
+    // A `kube.use` of this run wins over the command line, which wins over the defaults.
+    values.kube.kubeconfig = j
+        .connections
+        .get("kubeconfig")
+        .cloned()
+        .or_else(|| args.kubeconfig.as_ref().map(|p| p.display().to_string()));
+    values.kube.context = j
+        .connections
+        .get("context")
+        .cloned()
+        .or_else(|| args.context.clone());
     for name in &j.secret_outputs {
         let step = rb
             .main_steps()

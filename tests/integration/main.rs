@@ -1,5 +1,7 @@
 //! The integration test binary: drives the real `drctl` executable.
 
+mod backend_aws;
+mod backend_kube;
 mod backend_ssh;
 mod backend_vault;
 mod cli;

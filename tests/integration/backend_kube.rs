@@ -1,0 +1,1 @@
+//! Kubernetes backend tests (being written).
