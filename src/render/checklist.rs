@@ -86,6 +86,8 @@ struct StepDoc {
     expect: Option<String>,
     fallback: Option<String>,
     outputs: Vec<String>,
+    /// Secret outputs: named, never to be written on paper.
+    secret_outputs: Vec<String>,
     limits: Vec<String>,
 }
 
@@ -196,6 +198,15 @@ impl Doc {
     }
 }
 
+fn output_label(o: &crate::runbook::model::Output) -> String {
+    match &o.description {
+        Some(d) => format!("`{}`: {d}", o.name.value),
+        None => format!("`{}`", o.name.value),
+    }
+}
+
+const SECRET_OUTPUTS: &str = "Store in your password manager, never on paper";
+
 fn step_doc(s: &Step, number: String, r: &Resolver) -> StepDoc {
     let (instructions, prompt, options) = match &s.action {
         Action::Manual(m) => (
@@ -272,16 +283,14 @@ fn step_doc(s: &Step, number: String, r: &Resolver) -> StepDoc {
         outputs: s
             .outputs
             .iter()
-            .map(|o| {
-                let mut t = format!("`{}`", o.name.value);
-                if let Some(d) = &o.description {
-                    t.push_str(&format!(": {d}"));
-                }
-                if o.secret {
-                    t.push_str(" (secret: keep it off paper)");
-                }
-                t
-            })
+            .filter(|o| !o.secret)
+            .map(output_label)
+            .collect(),
+        secret_outputs: s
+            .outputs
+            .iter()
+            .filter(|o| o.secret)
+            .map(output_label)
             .collect(),
         limits,
     }
@@ -373,6 +382,9 @@ fn md_step(o: &mut String, s: &StepDoc) {
     }
     if !s.outputs.is_empty() {
         let _ = writeln!(o, "**Write down:** {}\n", s.outputs.join("; "));
+    }
+    if !s.secret_outputs.is_empty() {
+        let _ = writeln!(o, "**{SECRET_OUTPUTS}:** {}\n", s.secret_outputs.join("; "));
     }
     if !s.limits.is_empty() {
         let _ = writeln!(o, "*{}*\n", s.limits.join(" · "));
@@ -498,6 +510,19 @@ fn text_command(o: &mut String, pad: &str, cmd: &str) {
     }
 }
 
+/// `LABEL text`, with the text's later lines indented under the first.
+fn text_labelled(o: &mut String, pad: &str, label: &str, text: &str) {
+    for (i, line) in text.lines().enumerate() {
+        if i == 0 {
+            let _ = writeln!(o, "{pad}{label}{line}");
+        } else if line.trim().is_empty() {
+            let _ = writeln!(o);
+        } else {
+            let _ = writeln!(o, "{pad}  {line}");
+        }
+    }
+}
+
 fn text_step(o: &mut String, s: &StepDoc) {
     let class = if s.mutates {
         "changes things"
@@ -542,13 +567,21 @@ fn text_step(o: &mut String, s: &StepDoc) {
         let _ = writeln!(o);
     }
     if let Some(e) = &s.expect {
-        let _ = writeln!(o, "{pad}EXPECTED: {e}");
+        text_labelled(o, pad, "EXPECTED: ", e);
     }
     if let Some(f) = &s.fallback {
-        let _ = writeln!(o, "{pad}IF IT FAILS: {f}");
+        text_labelled(o, pad, "IF IT FAILS: ", f);
     }
     if !s.outputs.is_empty() {
         let _ = writeln!(o, "{pad}WRITE DOWN: {}", s.outputs.join("; "));
+    }
+    if !s.secret_outputs.is_empty() {
+        let _ = writeln!(
+            o,
+            "{pad}{}: {}",
+            SECRET_OUTPUTS.to_uppercase(),
+            s.secret_outputs.join("; ")
+        );
     }
     if !s.limits.is_empty() {
         let _ = writeln!(o, "{pad}({})", s.limits.join(", "));
@@ -871,16 +904,23 @@ fn html_step(o: &mut String, s: &StepDoc) {
         html_pre(o, &s.check);
     }
     if let Some(e) = &s.expect {
-        let _ = writeln!(o, "<p><strong>Expected:</strong> {}</p>", inline(e));
+        let _ = writeln!(o, "<div><strong>Expected:</strong>{}</div>", md_html(e));
     }
     if let Some(f) = &s.fallback {
-        let _ = writeln!(o, "<p><strong>If it fails:</strong> {}</p>", inline(f));
+        let _ = writeln!(o, "<div><strong>If it fails:</strong>{}</div>", md_html(f));
     }
     if !s.outputs.is_empty() {
         let _ = writeln!(
             o,
             "<p><strong>Write down:</strong> {} <span class=\"fill\"></span></p>",
             inline(&s.outputs.join("; "))
+        );
+    }
+    if !s.secret_outputs.is_empty() {
+        let _ = writeln!(
+            o,
+            "<p><strong>{SECRET_OUTPUTS}:</strong> {}</p>",
+            inline(&s.secret_outputs.join("; "))
         );
     }
     if !s.limits.is_empty() {
