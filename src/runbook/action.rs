@@ -1166,7 +1166,8 @@ pub struct SshCopy {
     /// Write (or read) the remote side as root.
     #[serde(default)]
     pub sudo: bool,
-    /// Octal mode of the written file, e.g. `0600`.
+    /// Octal mode of the written file, e.g. `0600`. Unset: an upload keeps the local
+    /// file's mode, a download is written 0600.
     pub mode: Option<String>,
 }
 

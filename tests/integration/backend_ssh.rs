@@ -688,17 +688,29 @@ fn drctl_restores_etcd_from_a_snapshot_on_the_lab_control_plane() {
         );
         (o.status.code(), text)
     };
-    // The rehearsal reaches the host and shows the restore, and changes nothing.
-    let (code, text) = run(&["--dry-run"]);
-    assert_eq!(code, Some(0), "{text}");
+    // The rehearsal reaches the host and shows the restore, and changes nothing. It reads
+    // the snapshot for real, so one is there already (an older copy; the run replaces it).
+    let on_node = sup.dir().join("on-node.db");
+    std::fs::copy(&snap, &on_node).expect("pre-place the snapshot");
+    std::fs::set_permissions(
+        &on_node,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .expect("chmod");
+    let (_, text) = run(&["--dry-run"]);
     assert!(text.contains("would upload"), "{text}");
-    assert!(text.contains("etcdctl snapshot restore"), "{text}");
+    assert!(text.contains("SHA-256 trailer verified"), "{text}");
+    // etcd still runs in a rehearsal: the restore's read-only half says so.
+    assert!(
+        text.contains("problem: restore-snapshot: etcd still uses"),
+        "{text}"
+    );
     assert_eq!(
         sup.etcd_pid(),
         Some(first),
         "the rehearsal touched etcd:\n{text}"
     );
-    assert!(!sup.dir().join("on-node.db").exists());
+    assert_eq!(mode_of(&on_node), 0o644, "the rehearsal uploaded");
 
     let (code, text) = run(&[]);
     assert_eq!(code, Some(0), "{text}");
