@@ -500,6 +500,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             steps: rb.main_steps().map(step_record).collect(),
             cleanup: rb.cleanup.iter().map(step_record).collect(),
             problems: Vec::new(),
+            caveats: Vec::new(),
             decisions: BTreeMap::new(),
             connections: BTreeMap::new(),
             touched: Default::default(),
@@ -508,6 +509,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
     // Rehearsals start fresh problem lists on each resume.
     if resumed {
         j.problems.clear();
+        j.caveats.clear();
     }
 
     let mut values = Values::new(
@@ -631,6 +633,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             report_hint,
             announced: BTreeSet::new(),
             dirty: false,
+            rehearsed_mutation: false,
             last_save: std::time::Instant::now(),
         };
         engine.run().await

@@ -175,6 +175,7 @@ impl EventBus {
                 failed,
                 would_run,
                 problems,
+                caveats,
                 report,
             } => RunEvent::RunFinished {
                 run_id,
@@ -185,6 +186,7 @@ impl EventBus {
                 failed,
                 would_run,
                 problems: problems.iter().map(|p| self.redactor.redact(p)).collect(),
+                caveats: caveats.iter().map(|p| self.redactor.redact(p)).collect(),
                 report,
             },
             other => other,

@@ -71,8 +71,13 @@ pub struct Engine<'a> {
     pub announced: BTreeSet<String>,
     /// Read-only results not yet written (see `mark`).
     pub dirty: bool,
+    /// A rehearsal showed a mutation without performing it (see `problem`).
+    pub rehearsed_mutation: bool,
     pub last_save: Instant,
 }
+
+/// How long a rehearsal waits for a condition after a change it did not perform.
+const REHEARSAL_WAIT: Duration = Duration::from_secs(5);
 
 /// Longest a read-only step's result waits for the next journal write.
 const LAZY_FLUSH: Duration = Duration::from_millis(250);
@@ -246,13 +251,24 @@ impl Engine<'_> {
         });
     }
 
+    /// A rehearsal's finding. After a mutation the rehearsal did not perform, a failing
+    /// read may just be its consequence (the unseal that did not happen keeps Vault
+    /// sealed): such findings are caveats, reported apart and not failing the rehearsal.
     fn problem(&mut self, step: Option<&str>, message: String) {
-        let message = self.bus.redactor().redact(&message);
+        let mut message = self.bus.redactor().redact(&message);
+        let caveat = self.opts.dry_run && self.rehearsed_mutation;
+        if caveat {
+            message.push_str(" (may follow from a change this rehearsal did not make)");
+        }
         let entry = match step {
             Some(s) => format!("{s}: {message}"),
             None => message.clone(),
         };
-        self.journal.problems.push(entry);
+        if caveat {
+            self.journal.caveats.push(entry);
+        } else {
+            self.journal.problems.push(entry);
+        }
         self.bus.emit(RunEvent::Problem {
             step: step.map(str::to_owned),
             message,
@@ -470,6 +486,7 @@ impl Engine<'_> {
             if let Some(rec) = self.journal.step_mut(&id) {
                 rec.rehearsed = true;
             }
+            self.rehearsed_mutation = true;
             self.mark(
                 &id,
                 StepState::Skipped,
@@ -1049,10 +1066,19 @@ impl Engine<'_> {
                 _ = late => Err(ActionError::Failed("the late-warning timer ended".into())),
             }
         };
-        match step.timeout {
-            Some(t) => match tokio::time::timeout(t.value, bounded).await {
+        // A rehearsal does not wait out a condition an unperformed change would have made
+        // true: it looks for a short while and reports.
+        let bound = match step.timeout {
+            Some(t) if self.opts.dry_run && self.rehearsed_mutation && step.action.waits() => {
+                Some(t.value.min(REHEARSAL_WAIT))
+            }
+            Some(t) => Some(t.value),
+            None => None,
+        };
+        match bound {
+            Some(t) => match tokio::time::timeout(t, bounded).await {
                 Ok(r) => r,
-                Err(_) => Err(ActionError::Timeout(Dur::human(t.value))),
+                Err(_) => Err(ActionError::Timeout(Dur::human(t))),
             },
             None => bounded.await,
         }
@@ -1101,6 +1127,7 @@ impl Engine<'_> {
             failed: count(StepState::Failed, false),
             would_run: count(StepState::Skipped, true),
             problems: self.journal.problems.clone(),
+            caveats: self.journal.caveats.clone(),
             report: self.report_hint.clone(),
         });
         Ok(self.journal)

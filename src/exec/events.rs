@@ -113,6 +113,8 @@ pub enum RunEvent {
         failed: usize,
         would_run: usize,
         problems: Vec<String>,
+        /// Rehearsal findings that may only follow from changes it did not make.
+        caveats: Vec<String>,
         /// How to see the report.
         report: String,
     },

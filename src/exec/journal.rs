@@ -169,9 +169,12 @@ pub struct Journal {
     pub secret_outputs: Vec<String>,
     pub steps: Vec<StepRecord>,
     pub cleanup: Vec<StepRecord>,
-    /// Problems a rehearsal found, and other notes for the report.
+    /// Problems a rehearsal found.
     #[serde(default)]
     pub problems: Vec<String>,
+    /// Findings of a rehearsal that may only follow from a change it did not make.
+    #[serde(default)]
+    pub caveats: Vec<String>,
     /// Answers to decisions (choose/input steps), so a resume does not ask again.
     #[serde(default)]
     pub decisions: BTreeMap<String, String>,
@@ -204,6 +207,7 @@ struct Head<'a> {
     outputs: &'a BTreeMap<String, serde_json::Value>,
     secret_outputs: &'a [String],
     problems: &'a [String],
+    caveats: &'a [String],
     decisions: &'a BTreeMap<String, String>,
     connections: &'a BTreeMap<String, String>,
 }
@@ -351,6 +355,7 @@ impl LocalStore {
             outputs: &j.outputs,
             secret_outputs: &j.secret_outputs,
             problems: &j.problems,
+            caveats: &j.caveats,
             decisions: &j.decisions,
             connections: &j.connections,
         };
@@ -491,6 +496,7 @@ mod tests {
             steps: vec![],
             cleanup: vec![],
             problems: vec![],
+            caveats: vec![],
             decisions: BTreeMap::new(),
             connections: BTreeMap::new(),
             touched: Default::default(),

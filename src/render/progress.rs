@@ -226,6 +226,7 @@ impl Reporter for HumanReporter {
                 failed,
                 would_run,
                 problems,
+                caveats,
                 report,
             } => {
                 self.stop_spinner();
@@ -240,6 +241,15 @@ impl Reporter for HumanReporter {
                     }
                     if problems.is_empty() {
                         self.line("  no problems found: the real run has what it needs");
+                    }
+                    if !caveats.is_empty() {
+                        self.line(&format!(
+                            "  {} finding(s) after changes the rehearsal did not make (check them, they may be only that):",
+                            caveats.len()
+                        ));
+                        for c in caveats {
+                            self.line(&format!("  ~ {c}"));
+                        }
                     }
                 } else {
                     let verdict = match state {

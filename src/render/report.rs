@@ -120,6 +120,16 @@ pub fn markdown(j: &Journal) -> String {
         }
         let _ = writeln!(o);
     }
+    if !j.caveats.is_empty() {
+        let _ = writeln!(
+            o,
+            "## Findings after changes the rehearsal did not make\n"
+        );
+        for p in &j.caveats {
+            let _ = writeln!(o, "- {p}");
+        }
+        let _ = writeln!(o);
+    }
     let _ = writeln!(o, "## Timeline\n");
     for (i, s) in j.steps.iter().enumerate() {
         step_md(&mut o, i + 1, s);
