@@ -121,10 +121,7 @@ pub fn markdown(j: &Journal) -> String {
         let _ = writeln!(o);
     }
     if !j.caveats.is_empty() {
-        let _ = writeln!(
-            o,
-            "## Findings after changes the rehearsal did not make\n"
-        );
+        let _ = writeln!(o, "## Findings after changes the rehearsal did not make\n");
         for p in &j.caveats {
             let _ = writeln!(o, "- {p}");
         }
