@@ -52,6 +52,39 @@ pub struct Sim {
     pub down: tokio::sync::Notify,
     /// Bumped to close every open connection.
     pub kill_conns: watch::Sender<u64>,
+    /// API requests served (admin requests excluded), by verb: `GET /_sim/requests`.
+    pub requests: Mutex<RequestCounts>,
+}
+
+/// What clients asked for, so tests and benchmarks can count a client's requests.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RequestCounts {
+    pub total: u64,
+    pub list: u64,
+    pub watch: u64,
+    pub get: u64,
+    pub other: u64,
+}
+
+impl RequestCounts {
+    fn count(&mut self, method: &hyper::Method, query: Option<&str>, path: &str) {
+        self.total += 1;
+        let watch =
+            query.is_some_and(|q| q.split('&').any(|kv| kv == "watch=1" || kv == "watch=true"));
+        if watch {
+            self.watch += 1;
+        } else if *method == hyper::Method::GET {
+            // A list names a resource collection: an even number of segments after the
+            // group-version, or a single segment (`/api/v1/pods`).
+            if crate::api::is_collection_path(path) {
+                self.list += 1;
+            } else {
+                self.get += 1;
+            }
+        } else {
+            self.other += 1;
+        }
+    }
 }
 
 impl Sim {
@@ -67,6 +100,7 @@ impl Sim {
             pod_logs: Mutex::new(HashMap::new()),
             down: tokio::sync::Notify::new(),
             kill_conns,
+            requests: Mutex::new(RequestCounts::default()),
         }
     }
 
@@ -210,6 +244,10 @@ pub async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Resp {
     if let Some(admin) = path.strip_prefix("/_sim/") {
         return crate::faults::admin(&sim, req.method().clone(), admin, req).await;
     }
+    sim.requests
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .count(req.method(), req.uri().query(), &path);
     if let Some(injected) = crate::faults::before_request(&sim, &path).await {
         return error_response(&injected);
     }
@@ -217,6 +255,18 @@ pub async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Resp {
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
+}
+
+/// `/api/v1/pods`, `/api/v1/namespaces/x/pods`, `/apis/g/v/namespaces/x/things`: a
+/// collection (a list when read); `/api/v1/namespaces/x/pods/p` is one object.
+pub fn is_collection_path(path: &str) -> bool {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest = match segs.first() {
+        Some(&"api") => segs.get(2..),
+        Some(&"apis") => segs.get(3..),
+        _ => None,
+    };
+    matches!(rest, Some([_]) | Some(["namespaces", _, _]))
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<(String, Bytes), ApiError> {

@@ -63,6 +63,18 @@ pub async fn admin(sim: &Arc<Sim>, method: Method, path: &str, req: Request<Inco
     };
     match (method, path.trim_end_matches('/')) {
         (Method::GET, "healthz") => json_response(200, &json!({"ok": true})),
+        (Method::GET, "requests") => {
+            let c = sim
+                .requests
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            json_response(200, &json!(c))
+        }
+        (Method::DELETE, "requests") => {
+            *sim.requests.lock().unwrap_or_else(|p| p.into_inner()) = Default::default();
+            json_response(200, &json!({"ok": true}))
+        }
         (Method::GET, "faults") => {
             let f = sim.faults.lock().unwrap_or_else(|p| p.into_inner()).clone();
             json_response(

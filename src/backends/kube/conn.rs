@@ -1,0 +1,201 @@
+//! Connecting like kubectl (kubeconfig from `--kubeconfig`/`kube.use`, else `KUBECONFIG` or
+//! `~/.kube/config`, else the in-cluster service account), turning client errors into
+//! messages that say what to check, and retrying transient failures with backoff.
+
+use std::future::Future;
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use super::{KubeError, Out, Result};
+use crate::exec::context::KubeTarget;
+
+/// A client and what error messages need to name.
+pub(crate) struct Conn {
+    pub client: Client,
+    pub server: String,
+    /// The context's default namespace (`default` when it names none).
+    pub namespace: String,
+}
+
+fn no_kubeconfig_file() -> bool {
+    let env_set = std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty());
+    let home = std::env::var_os("HOME")
+        .map(|h| std::path::Path::new(&h).join(".kube/config").exists())
+        .unwrap_or(false);
+    !env_set && !home
+}
+
+pub(crate) async fn connect(target: &KubeTarget) -> Result<Conn> {
+    let opts = KubeConfigOptions {
+        context: target.context.clone(),
+        cluster: None,
+        user: None,
+    };
+    let config = match &target.kubeconfig {
+        Some(path) => {
+            let err = |detail: String| KubeError::Config {
+                source_of: format!("kubeconfig {path}"),
+                detail,
+            };
+            let kc = Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+            Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .map_err(|e| err(e.to_string()))?
+        }
+        None if no_kubeconfig_file() && target.context.is_none() => {
+            // Inside a pod without a kubeconfig: the service account, as kubectl does.
+            Config::incluster().map_err(|e| KubeError::Config {
+                source_of: "the in-cluster service account (no kubeconfig found)".into(),
+                detail: e.to_string(),
+            })?
+        }
+        None => Config::from_kubeconfig(&opts)
+            .await
+            .map_err(|e| KubeError::Config {
+                source_of: "KUBECONFIG or ~/.kube/config".into(),
+                detail: e.to_string(),
+            })?,
+    };
+    let server = config.cluster_url.to_string();
+    let server = server.trim_end_matches('/').to_owned();
+    let namespace = config.default_namespace.clone();
+    let client = Client::try_from(config).map_err(|e| KubeError::Config {
+        source_of: format!("the kubeconfig's cluster {server}"),
+        detail: error_chain(&e),
+    })?;
+    Ok(Conn {
+        client,
+        server,
+        namespace,
+    })
+}
+
+/// The error and its causes on one line (hyper's top-level text alone says little).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = c.source();
+    }
+    s
+}
+
+/// Whether trying again later may succeed (the server busy, restarting, unreachable).
+pub(crate) fn is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
+            !is_credential_failure(&error_chain(e))
+        }
+        _ => false,
+    }
+}
+
+fn is_credential_failure(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("expired") || t.contains("certificate") && t.contains("invalid")
+}
+
+impl Conn {
+    /// The error in the operator's terms; `what` names the object or request.
+    pub fn error(&self, e: kube::Error, what: &str) -> KubeError {
+        match e {
+            kube::Error::Api(s) => match s.code {
+                401 => KubeError::Credentials {
+                    server: self.server.clone(),
+                    detail: format!("401 Unauthorized: {}", s.message),
+                },
+                403 => KubeError::Forbidden {
+                    detail: if s.message.is_empty() {
+                        what.to_owned()
+                    } else {
+                        s.message
+                    },
+                },
+                // A missing namespace answers 404 for an object inside it: name the namespace.
+                404 if s.message.starts_with("namespaces \"")
+                    && !what.starts_with("namespaces") =>
+                {
+                    KubeError::NotFound {
+                        what: s.message.trim_end_matches(" not found").to_owned(),
+                    }
+                }
+                404 => KubeError::NotFound {
+                    what: what.to_owned(),
+                },
+                409 => KubeError::Conflict {
+                    what: what.to_owned(),
+                    detail: s.message,
+                },
+                code => KubeError::Api {
+                    what: what.to_owned(),
+                    code,
+                    detail: s.message,
+                },
+            },
+            kube::Error::Auth(a) => KubeError::Credentials {
+                server: self.server.clone(),
+                detail: error_chain(&a),
+            },
+            e @ (kube::Error::HyperError(_)
+            | kube::Error::Service(_)
+            | kube::Error::ReadEvents(_)) => {
+                let detail = error_chain(&e);
+                if is_credential_failure(&detail) {
+                    KubeError::Credentials {
+                        server: self.server.clone(),
+                        detail,
+                    }
+                } else {
+                    KubeError::Unreachable {
+                        server: self.server.clone(),
+                        detail,
+                    }
+                }
+            }
+            other => KubeError::Failed(format!("{what}: {}", error_chain(&other))),
+        }
+    }
+
+    /// A request, tried again with backoff while it fails transiently (about 3 s in all).
+    pub async fn retry<T, F, Fut>(&self, out: &Out<'_>, what: &str, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, kube::Error>>,
+    {
+        const ATTEMPTS: u32 = 5;
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
+                    out.progress(format!(
+                        "{what}: {}; trying again in {} ms",
+                        short(&e),
+                        delay.as_millis()
+                    ));
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(3));
+                    attempt += 1;
+                }
+                Err(e) => return Err(self.error(e, what)),
+            }
+        }
+    }
+}
+
+/// A short form of a client error for progress lines.
+pub(crate) fn short(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}", s.code, s.message),
+        other => error_chain(other),
+    }
+}

@@ -1,0 +1,244 @@
+//! The Kubernetes backend: every `kube.*` action except `kube.use` (the engine's), and the
+//! Velero, Argo CD, External Secrets and Longhorn actions, against the API server the
+//! run's kubeconfig names. Waits are watches (one per step, resumed after a dropped
+//! connection), never polling loops.
+//!
+//! Submodules: `conn` (connection, error mapping, retries), `resource` (kinds, discovery,
+//! field paths, previews), `watch` (the one wait loop), `core` (get, wait, namespace,
+//! secret, delete, apply, patch), `workload` (rollouts, logs, port-forward), `addons`
+//! (Velero, Argo CD, ESO, Longhorn). They share `KubeError`.
+
+mod addons;
+mod conn;
+mod core;
+mod resource;
+mod watch;
+mod workload;
+
+use std::sync::Mutex;
+
+use crate::exec::backend::{ActionCtx, ActionError, ActionFuture, ActionResult, Backend};
+use crate::runbook::action::Sink;
+use crate::runbook::{Action, Text};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error(
+        "cannot load the Kubernetes connection from {source_of}: {detail}; check KUBECONFIG, --kubeconfig and --context (or the `kube.use` step)"
+    )]
+    Config { source_of: String, detail: String },
+    #[error(
+        "cannot reach the Kubernetes API server at {server}: {detail}; check that the cluster is up, the network or VPN to it, and the server address in the kubeconfig"
+    )]
+    Unreachable { server: String, detail: String },
+    #[error(
+        "the API server at {server} rejected the credentials ({detail}); the kubeconfig's token or client certificate has probably expired: log in again or fetch a fresh kubeconfig"
+    )]
+    Credentials { server: String, detail: String },
+    #[error(
+        "forbidden: {detail}; the kubeconfig's user lacks the RBAC permission (check with `kubectl auth can-i`), or use a more privileged context"
+    )]
+    Forbidden { detail: String },
+    #[error("{what} not found; check the name and namespace (`kubectl get` it)")]
+    NotFound { what: String },
+    #[error(
+        "conflict on {what}: {detail}; it changed meanwhile (another controller or operator): run the step again"
+    )]
+    Conflict { what: String, detail: String },
+    #[error(
+        "the cluster does not serve {kind} ({api_version}): the {component} CRDs are missing; install {component} first, or check that this is the right cluster (`kubectl get crd | grep {group}`)"
+    )]
+    MissingCrd {
+        kind: String,
+        api_version: String,
+        group: String,
+        component: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{what}: the API server answered {code}: {detail}")]
+    Api {
+        what: String,
+        code: u16,
+        detail: String,
+    },
+    #[error("{0}")]
+    Failed(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    NeedsOperator(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl From<KubeError> for ActionError {
+    fn from(e: KubeError) -> Self {
+        match e {
+            KubeError::Cancelled => ActionError::Cancelled,
+            KubeError::Timeout(s) => ActionError::Timeout(s),
+            KubeError::NeedsOperator(s) => ActionError::NeedsOperator(s),
+            other => ActionError::Failed(other.to_string()),
+        }
+    }
+}
+
+type Result<T, E = KubeError> = std::result::Result<T, E>;
+
+/// Port-forwards opened by `kube.port-forward`, open until the backend is dropped (the end
+/// of the run).
+#[derive(Default)]
+pub struct KubeBackend {
+    forwards: Mutex<Vec<workload::Forward>>,
+}
+
+impl KubeBackend {
+    pub fn from_env() -> Self {
+        KubeBackend::default()
+    }
+}
+
+impl Backend for KubeBackend {
+    fn name(&self) -> &'static str {
+        "kube"
+    }
+
+    fn handles(&self, action: &Action) -> bool {
+        matches!(
+            action,
+            Action::KubeApply(_)
+                | Action::KubeNamespace(_)
+                | Action::KubeSecret(_)
+                | Action::KubeDelete(_)
+                | Action::KubeGet(_)
+                | Action::KubeWait(_)
+                | Action::KubeRolloutRestart(_)
+                | Action::KubeRolloutStatus(_)
+                | Action::KubePatch(_)
+                | Action::KubeLogs(_)
+                | Action::KubePortForward(_)
+                | Action::VeleroBackups(_)
+                | Action::VeleroRestore(_)
+                | Action::ArgocdApps(_)
+                | Action::ArgocdWait(_)
+                | Action::ArgocdRefresh(_)
+                | Action::EsoWait(_)
+                | Action::LonghornBackups(_)
+                | Action::LonghornRestore(_)
+        )
+    }
+
+    fn execute<'a>(&'a self, action: &'a Action, ctx: &'a ActionCtx<'a>) -> ActionFuture<'a> {
+        Box::pin(async move {
+            // Every wait and request ends at the operator's Ctrl-C.
+            tokio::select! {
+                r = self.run(action, ctx) => r.map_err(ActionError::from),
+                _ = ctx.cancel.cancelled() => Err(ActionError::Cancelled),
+            }
+        })
+    }
+}
+
+impl KubeBackend {
+    async fn run(&self, action: &Action, ctx: &ActionCtx<'_>) -> Result<ActionResult> {
+        let mut out = Out::new(ctx);
+        // Read at each action: a kubeconfig written by an earlier step is picked up.
+        let conn = conn::connect(&ctx.values.kube).await?;
+        let value = match action {
+            Action::KubeGet(a) => core::get(&conn, a, &mut out).await?,
+            Action::KubeWait(a) => core::wait(&conn, a, &mut out).await?,
+            Action::KubeNamespace(a) => core::namespace(&conn, a, &mut out).await?,
+            Action::KubeSecret(a) => core::secret(&conn, a, &mut out).await?,
+            Action::KubeDelete(a) => core::delete(&conn, a, &mut out).await?,
+            Action::KubeApply(a) => core::apply(&conn, a, &mut out).await?,
+            Action::KubePatch(a) => core::patch(&conn, a, &mut out).await?,
+            Action::KubeRolloutRestart(a) => workload::rollout_restart(&conn, a, &mut out).await?,
+            Action::KubeRolloutStatus(a) => workload::rollout_status(&conn, a, &mut out).await?,
+            Action::KubeLogs(a) => workload::logs(&conn, a, &mut out).await?,
+            Action::KubePortForward(a) => {
+                let (value, fwd) = workload::port_forward(&conn, a, &mut out).await?;
+                if let Some(f) = fwd {
+                    self.forwards
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(f);
+                }
+                value
+            }
+            Action::VeleroBackups(a) => addons::velero_backups(&conn, a, &mut out).await?,
+            Action::VeleroRestore(a) => addons::velero_restore(&conn, a, &mut out).await?,
+            Action::ArgocdApps(a) => addons::argocd_apps(&conn, a, &mut out).await?,
+            Action::ArgocdWait(a) => addons::argocd_wait(&conn, a, &mut out).await?,
+            Action::ArgocdRefresh(a) => addons::argocd_refresh(&conn, a, &mut out).await?,
+            Action::EsoWait(a) => addons::eso_wait(&conn, a, &mut out).await?,
+            Action::LonghornBackups(a) => addons::longhorn_backups(&conn, a, &mut out).await?,
+            Action::LonghornRestore(a) => addons::longhorn_restore(&conn, a, &mut out).await?,
+            other => {
+                return Err(KubeError::Invalid(format!(
+                    "the kube backend does not perform `{}`",
+                    other.name()
+                )));
+            }
+        };
+        Ok(ActionResult {
+            value,
+            lines: out.lines,
+        })
+    }
+}
+
+/// The action's context plus the output lines it produced (shown live and kept for the
+/// journal's excerpt).
+pub(crate) struct Out<'a> {
+    pub ctx: &'a ActionCtx<'a>,
+    pub lines: Vec<String>,
+    /// When the action began: a step with several waits shares one timeout.
+    pub started: std::time::Instant,
+}
+
+impl<'a> Out<'a> {
+    fn new(ctx: &'a ActionCtx<'a>) -> Self {
+        Out {
+            ctx,
+            lines: Vec::new(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    pub fn line(&mut self, s: impl Into<String>) {
+        let s = s.into();
+        self.ctx.output(s.clone());
+        self.lines.push(s);
+    }
+
+    pub fn progress(&self, s: impl Into<String>) {
+        self.ctx.progress(s);
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.ctx.dry_run
+    }
+
+    /// A template field shown to the operator (names, namespaces, selectors).
+    pub fn shown(&self, t: &Text) -> Result<String> {
+        self.ctx
+            .values
+            .render(t, Sink::Shown)
+            .map_err(|e| KubeError::Invalid(e.to_string()))
+    }
+
+    pub fn shown_opt(&self, t: &Option<Text>) -> Result<Option<String>> {
+        t.as_ref()
+            .map(|t| self.shown(t))
+            .transpose()
+            .map(|o| o.filter(|s| !s.is_empty()))
+    }
+
+    /// A template field carried to the cluster without being shown (Secret data).
+    pub fn hidden(&self, t: &Text) -> Result<String> {
+        self.ctx
+            .values
+            .render(t, Sink::Hidden)
+            .map_err(|e| KubeError::Invalid(e.to_string()))
+    }
+}
