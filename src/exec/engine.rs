@@ -814,7 +814,10 @@ impl Engine<'_> {
         match &step.action {
             Action::Manual(_) => {
                 if self.opts.confirmed.contains(&id) {
-                    return Ok(ActionResult::default());
+                    return Ok(ActionResult {
+                        value: serde_json::json!({ "confirmed": true }),
+                        lines: vec![],
+                    });
                 }
                 self.flush()
                     .map_err(|e| ActionError::Failed(e.to_string()))?;
