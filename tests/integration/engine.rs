@@ -661,10 +661,14 @@ fn sigkill_at_every_step_boundary_and_mid_step_then_resume_runs_each_step_once()
             assert_eq!(n, 1, "`{id}` must run exactly once:\n{text}");
         }
     }
-    assert_eq!(
-        count_lines(&log, "start"),
-        1 + long_reruns,
-        "`long` started once plus once per re-run the operator chose:\n{text}"
+    // A kill can land after drctl journalled `long` as running but before its command
+    // wrote "start": the operator is then asked (and may choose a re-run) although the
+    // command never began. So `long` began at most once plus once per chosen re-run, and
+    // never more: no silent re-run.
+    let starts = count_lines(&log, "start");
+    assert!(
+        (1..=1 + long_reruns).contains(&starts),
+        "`long` began {starts} times; at most once plus once per re-run the operator chose ({long_reruns}):\n{text}"
     );
     let j = journal(&state, run_id.as_deref().expect("run id"));
     assert_eq!(j["state"], "succeeded", "{j:#}");

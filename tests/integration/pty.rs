@@ -145,8 +145,41 @@ impl Pty {
         }
     }
 
-    /// Wait until drctl reads the terminal: its prompt switched echo off.
-    fn wait_reading(&mut self) {
+    /// Whether a thread of drctl is blocked in `read` on its terminal. The pseudo-terminal
+    /// starts with echo off, so "echo off" alone does not prove a prompt has set up (a
+    /// password prompt's TCSAFLUSH discards what was typed before it).
+    fn reading_terminal(&self) -> bool {
+        let pid = self.s.get_process().pid().as_raw();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return false;
+        };
+        tasks.filter_map(Result::ok).any(|t| {
+            let Ok(sc) = std::fs::read_to_string(t.path().join("syscall")) else {
+                return false;
+            };
+            let mut f = sc.split_whitespace();
+            // x86_64: read is syscall 0; the first argument is the fd (hex).
+            if f.next() != Some("0") {
+                return false;
+            }
+            let Some(fd) = f
+                .next()
+                .and_then(|x| i64::from_str_radix(x.trim_start_matches("0x"), 16).ok())
+            else {
+                return false;
+            };
+            std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                .map(|l| {
+                    let l = l.to_string_lossy();
+                    l.starts_with("/dev/pts/") || l == "/dev/tty"
+                })
+                .unwrap_or(false)
+        })
+    }
+
+    /// Wait until drctl reads the terminal: its prompt switched echo off (and, for a
+    /// password prompt, which discards earlier input, it is blocked reading the terminal).
+    fn wait_reading_for(&mut self, password: bool) {
         let t = Instant::now();
         loop {
             self.pump();
@@ -155,6 +188,7 @@ impl Pty {
                 .get_process()
                 .get_echo()
                 .expect("read the terminal mode")
+                && (!password || self.reading_terminal())
             {
                 return;
             }
@@ -168,9 +202,19 @@ impl Pty {
         }
     }
 
+    fn wait_reading(&mut self) {
+        self.wait_reading_for(false);
+    }
+
     /// Type, once drctl listens.
     fn send(&mut self, keys: &str) {
         self.wait_reading();
+        self.s.send(keys).expect("type on the terminal");
+    }
+
+    /// Type a secret at a masked prompt, once it is set up.
+    fn send_secret(&mut self, keys: &str) {
+        self.wait_reading_for(true);
         self.s.send(keys).expect("type on the terminal");
     }
 
@@ -224,7 +268,7 @@ fn start(state: &Path, work: &Path, token: &str) -> Pty {
         &[("ENGINE_TEST_EXPECTED_TOKEN", token)],
     );
     p.expect("token (the API token)");
-    p.send(&format!("{token}{ENTER}"));
+    p.send_secret(&format!("{token}{ENTER}"));
     p
 }
 
