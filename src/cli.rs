@@ -8,6 +8,10 @@ const ABOUT: &str = "Disaster-recovery runbooks as code: rehearse, run, resume a
 
 const AFTER_HELP: &str = "\
 Examples:
+  drctl run etcd-restore                  run it: asks before each change, resumable
+  drctl run cluster-rebuild --dry-run     rehearse: every read for real, no change
+  drctl resume                            continue the newest unfinished run
+  drctl runs; drctl report RUN_ID         recorded runs; the incident timeline
   drctl list                              the known runbooks
   drctl show etcd-restore                 inputs, prerequisites and steps of one
   drctl validate                          check every known runbook
