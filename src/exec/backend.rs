@@ -222,10 +222,6 @@ impl Cancel {
         (tx, Cancel { rx, base: 0 })
     }
 
-    pub fn is_cancelled(&self) -> bool {
-        *self.rx.borrow() > self.base
-    }
-
     /// Resolves at the first Ctrl-C (at once if one came already).
     pub async fn cancelled(&self) {
         let mut rx = self.rx.clone();

@@ -257,7 +257,7 @@ fn step_doc(s: &Step, number: String, r: &Resolver) -> StepDoc {
         title: s.title.clone(),
         mutates: s.action.mutates(),
         action: s.action.name(),
-        when: s.when.as_ref().map(|w| r.condition(w)),
+        when: s.when.as_ref().map(|w| w.value.trim().to_owned()),
         description: s
             .description
             .as_ref()

@@ -103,17 +103,6 @@ impl Resolver {
             .and_then(|tmpl| tmpl.render(&self.ctx))
             .unwrap_or_else(|_| t.value.clone())
     }
-
-    /// An optional text, or a fallback.
-    pub fn opt(&self, t: Option<&Text>, sink: Sink, fallback: &str) -> String {
-        t.map(|t| self.text(t, sink))
-            .unwrap_or_else(|| fallback.to_owned())
-    }
-
-    /// Evaluate a `when` expression as readable text ("outputs.source == 'offsite'").
-    pub fn condition(&self, t: &Text) -> String {
-        t.value.trim().to_owned()
-    }
 }
 
 /// `<name>`: marked safe so a command template does not quote it.
