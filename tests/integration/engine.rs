@@ -262,8 +262,14 @@ pub struct Background {
 
 impl Background {
     pub fn start(state: &Path, args: &[&str]) -> Background {
-        let mut child = drctl_cmd(state)
-            .args(args)
+        let mut cmd = drctl_cmd(state);
+        cmd.args(args);
+        Background::spawn(cmd)
+    }
+
+    /// Start a prepared drctl command (its stdin, stdout and stderr are set here).
+    pub fn spawn(mut cmd: Command) -> Background {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

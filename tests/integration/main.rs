@@ -5,6 +5,7 @@ mod backend_kube;
 mod backend_ssh;
 mod backend_vault;
 mod cli;
+mod e2e;
 mod engine;
 mod fixtures;
 mod fuzz;

@@ -1,0 +1,1 @@
+//! End-to-end runs of the etcd runbooks (being written).
