@@ -165,7 +165,7 @@ impl Drive {
         assert!(!steps.is_empty(), "no step to crash at");
         let seed = seed();
         let step = steps[(seed % steps.len() as u64) as usize].clone();
-        let mid_step = (seed / steps.len() as u64) % 2 == 0;
+        let mid_step = (seed / steps.len() as u64).is_multiple_of(2);
         eprintln!(
             "e2e {}: SIGKILL {} `{step}` (seed {seed}; replay with DRCTL_E2E_SEED={seed})",
             self.runbook,
