@@ -1265,7 +1265,7 @@ impl ActionSpec for VeleroBackups {
 pub struct VeleroRestore {
     pub namespace: Option<Text>,
     pub backup: Text,
-    /// Restore name (default `BACKUP-YYYYMMDDHHMMSS`).
+    /// Restore name (default `BACKUP-YYYYMMDD-HHMMSS-XXXX` from the run id).
     pub name: Option<Text>,
     #[serde(default)]
     pub include_namespaces: Vec<Text>,

@@ -143,9 +143,12 @@ pub(crate) async fn velero_restore(
             "velero.restore: the backup name is empty".into(),
         ));
     }
+    // The default name comes from the run, not the clock: a step re-run after a crash or
+    // a PartiallyFailed decision finds its own Restore (409) and follows it instead of
+    // starting a second restore over the first.
     let name = match out.shown_opt(&a.name)? {
         Some(n) => n,
-        None => format!("{backup}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S")),
+        None => restore_name(&backup, &out.ctx.values.run.id, &out.ctx.values.run.runbook),
     };
     let namespaces: Vec<String> = a
         .include_namespaces
@@ -279,8 +282,8 @@ pub(crate) async fn velero_restore(
         "PartiallyFailed" => {
             out.line(format!("restore {name} ended PartiallyFailed: {errors} error(s), {warnings} warning(s); see {details}"));
             if !out.ctx.operator.interactive() {
-                return Err(KubeError::Failed(format!(
-                    "Velero restore {name} ended PartiallyFailed ({errors} error(s), {warnings} warning(s)); accepting a partial restore is the operator's decision and --yes does not make it: read {details}, then resume the run interactively"
+                return Err(KubeError::NeedsOperator(format!(
+                    "Velero restore {name} ended PartiallyFailed ({errors} error(s), {warnings} warning(s)); accepting a partial restore is the operator's decision and --yes does not make it: read {details}, then `drctl resume` interactively (the same Restore is followed, not created again)"
                 )));
             }
             let ok = out
@@ -313,6 +316,19 @@ pub(crate) async fn velero_restore(
             )))
         }
     }
+}
+
+/// `BACKUP-YYYYMMDD-HHMMSS-XXXX` from the run id (`RUNBOOK-YYYYMMDD-HHMMSS-XXXX`), cut to
+/// the 63 characters Velero puts in its `velero.io/restore-name` label.
+fn restore_name(backup: &str, run_id: &str, runbook: &str) -> String {
+    let stamp = run_id
+        .strip_prefix(runbook)
+        .map(|s| s.trim_start_matches('-'))
+        .filter(|s| !s.is_empty())
+        .unwrap_or(run_id);
+    let keep = 63usize.saturating_sub(stamp.len() + 1);
+    let head: String = backup.chars().take(keep).collect();
+    format!("{}-{stamp}", head.trim_end_matches(['-', '.']))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -819,4 +835,24 @@ pub(crate) async fn longhorn_restore(
     )
     .await?;
     Ok(json!({ "restored": restored, "count": restored.len() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::restore_name;
+
+    #[test]
+    fn restore_names_come_from_the_run_and_fit_velero_labels() {
+        assert_eq!(
+            restore_name(
+                "daily-offsite-20250101030000",
+                "cluster-rebuild-20261122-031500-a1b2",
+                "cluster-rebuild"
+            ),
+            "daily-offsite-20250101030000-20261122-031500-a1b2"
+        );
+        let long = restore_name(&"b".repeat(80), "x-20261122-031500-a1b2", "x");
+        assert_eq!(long.len(), 63);
+        assert!(long.ends_with("-20261122-031500-a1b2"));
+    }
 }
