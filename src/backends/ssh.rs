@@ -1042,7 +1042,9 @@ fn bootstrap(end: &str) -> String {
         "s=",
         &format!("while IFS= read -r l; do if [ \"$l\" = {end} ]; then ok=1; break; fi; s=$s$l$nl; done"),
         "if [ -z \"$ok\" ]; then exit 125; fi",
-        "(eval \"$s\") </dev/null 3<&- & j=$!",
+        // `set -e` as for local scripts (`bash -euo pipefail`): a multi-line command stops at
+        // its first failing line instead of reporting the last line's status.
+        "(set -e; eval \"$s\") </dev/null 3<&- & j=$!",
         "(while IFS= read -r l; do :; done; trap '' TERM; kill -TERM 0; sleep 2; kill -KILL 0) <&3 >/dev/null 2>&1 & w=$!",
         "exec 3<&-",
         "wait $j",

@@ -249,6 +249,15 @@ fn ssh_run_streams_and_captures_output_and_fails_on_nonzero_exit() {
     assert!(e.contains("on control-plane"), "{e}");
     assert!(e.contains("exit code 3"), "{e}");
     assert!(e.contains("disk full"), "{e}");
+
+    // A multi-line command stops at its first failing line (`set -e`); conditions are not
+    // failures.
+    let a = action(
+        "ssh.run:\n  host: control-plane\n  command: |\n    if false; then echo no; fi\n    false || echo handled\n    mv /nonexistent/a /tmp/\n    echo after-the-failure",
+    );
+    let e = exec(&b, &a, false, None).err();
+    assert!(e.contains("exit code 1"), "{e}");
+    assert!(!e.contains("after-the-failure"), "{e}");
 }
 
 #[test]
