@@ -13,8 +13,8 @@ use super::events::{RunEvent, StepOutcome};
 use super::journal::{Journal, JournalError, JournalStore, Mode, RunState, StepState};
 use super::local;
 use super::prompt::{
-    InterruptedDecision, ManualDecision, PromptError, PromptOperator, Prompter, StepDecision,
-    StepView,
+    InterruptedDecision, ManualDecision, Operator, PromptError, PromptOperator, Prompter,
+    StepDecision, StepView,
 };
 use crate::render::{context::Resolver, equivalent};
 use crate::runbook::action::{Action, ActionSpec, Sink};
@@ -76,6 +76,9 @@ pub struct Engine<'a> {
     pub last_save: Instant,
 }
 
+/// The bound of a prerequisite's check (prerequisites have no timeout of their own).
+const PREREQUISITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long a rehearsal waits for a condition after a change it did not perform.
 const REHEARSAL_WAIT: Duration = Duration::from_secs(5);
 
@@ -109,6 +112,15 @@ impl Engine<'_> {
                 message: format!("--from: no step `{from}` in this runbook"),
             });
             return self.finish(RunState::Failed).await;
+        }
+        if self
+            .journal
+            .steps
+            .iter()
+            .all(|s| s.state == StepState::Pending)
+            && let Some(state) = self.prerequisites().await?
+        {
+            return self.finish(state).await;
         }
         let mut before_from = self.opts.from.is_some();
         let total = steps.len();
@@ -145,6 +157,95 @@ impl Engine<'_> {
             }
         }
         self.finish(RunState::Succeeded).await
+    }
+
+    /// Before step 1 of a run: list what the operator must hold, and test each
+    /// prerequisite that has a `check`. A rehearsal reports a failed one as a problem; a
+    /// run stops before changing anything unless the operator chooses to go on (never
+    /// under --yes). Returns the state to end in, if the run must not start.
+    async fn prerequisites(&mut self) -> Result<Option<RunState>, EngineError> {
+        let rb = self.rb;
+        let by_hand: Vec<&str> = rb
+            .prerequisites
+            .iter()
+            .filter(|p| p.check.is_none())
+            .map(|p| p.title.as_str())
+            .collect();
+        if !by_hand.is_empty() {
+            self.bus.emit(RunEvent::Notice {
+                message: format!("have at hand before you start: {}", by_hand.join("; ")),
+            });
+        }
+        for p in &rb.prerequisites {
+            let Some(check) = &p.check else { continue };
+            let id = p.id.value.clone();
+            let res = {
+                let operator = self.operator();
+                let ctx = ActionCtx {
+                    step_id: &id,
+                    values: &self.values,
+                    dry_run: false,
+                    bus: &self.bus,
+                    cancel: &self.cancel,
+                    timeout: Some(PREREQUISITE_TIMEOUT),
+                    quiet: false,
+                    operator: &operator,
+                };
+                match tokio::time::timeout(
+                    PREREQUISITE_TIMEOUT,
+                    perform(&check.action, &ctx, self.backends),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(ActionError::Timeout(Dur::human(PREREQUISITE_TIMEOUT))),
+                }
+            };
+            let err = match res {
+                Ok(_) => {
+                    self.bus.emit(RunEvent::Notice {
+                        message: format!("prerequisite met: {}", p.title),
+                    });
+                    continue;
+                }
+                Err(ActionError::Cancelled) => return Ok(Some(RunState::Aborted)),
+                Err(e) => e.to_string(),
+            };
+            self.problem(
+                Some(&id),
+                format!("prerequisite not met: {}: {err}", p.title),
+            );
+            if self.opts.dry_run {
+                continue;
+            }
+            if self.opts.yes || !self.interactive {
+                self.bus.emit(RunEvent::Notice {
+                    message: format!(
+                        "the run did not start: prerequisite `{id}` ({}) is not met; fix it, then `drctl resume {}` (interactively you may go on without it)",
+                        p.title, self.journal.run_id
+                    ),
+                });
+                return Ok(Some(RunState::Failed));
+            }
+            self.flush()?;
+            let go_on = self
+                .operator()
+                .confirm(
+                    &format!(
+                        "Prerequisite `{id}` ({}) is not met: {err}. Start the run anyway?",
+                        p.title
+                    ),
+                    false,
+                )
+                .unwrap_or(false);
+            if !go_on {
+                return Ok(Some(RunState::Aborted));
+            }
+            self.bus.emit(RunEvent::Notice {
+                message: format!("the operator started the run although `{id}` is not met"),
+            });
+        }
+        Ok(None)
     }
 
     fn operator(&self) -> PromptOperator<'_> {
@@ -940,11 +1041,16 @@ impl Engine<'_> {
             _ => {}
         }
 
-        let attempts = step
-            .retries
-            .as_ref()
-            .map(|r| r.attempts.max(1))
-            .unwrap_or(1);
+        // A rehearsal after a change it did not make tries once: retrying a read whose
+        // failure follows from that change would only spend the retries' backoff.
+        let attempts = if self.opts.dry_run && self.rehearsed_mutation {
+            1
+        } else {
+            step.retries
+                .as_ref()
+                .map(|r| r.attempts.max(1))
+                .unwrap_or(1)
+        };
         let mut backoff = step
             .retries
             .as_ref()
@@ -1089,9 +1195,15 @@ impl Engine<'_> {
 
     /// End the run: cleanup after a failure or an abort, the summary, the journal.
     async fn finish(mut self, state: RunState) -> Result<Journal, EngineError> {
+        // Cleanup undoes what steps did: nothing to undo when none has run.
         if matches!(state, RunState::Failed | RunState::Aborted)
             && !self.opts.dry_run
             && !self.rb.cleanup.is_empty()
+            && self
+                .journal
+                .steps
+                .iter()
+                .any(|s| s.state != StepState::Pending)
         {
             let reason = match state {
                 RunState::Failed => format!(

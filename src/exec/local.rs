@@ -87,9 +87,22 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
         None => None,
     };
     if a.tty {
-        // The operator talks to the command directly; nothing is captured.
+        // The operator talks to the command directly; nothing is captured. When drctl's
+        // stdout is not the terminal (`--output json` into a pipe), the command writes to
+        // stderr instead, so it cannot corrupt the event stream.
+        use std::io::IsTerminal;
+        let out = if std::io::stdout().is_terminal() {
+            Stdio::inherit()
+        } else {
+            use std::os::fd::AsFd;
+            std::io::stderr()
+                .as_fd()
+                .try_clone_to_owned()
+                .map(Stdio::from)
+                .map_err(|e| ActionError::Failed(format!("cannot pass stderr on: {e}")))?
+        };
         cmd.stdin(Stdio::inherit())
-            .stdout(Stdio::inherit())
+            .stdout(out)
             .stderr(Stdio::inherit());
         let status = cmd
             .status()

@@ -2,7 +2,9 @@
 //! KMS describe / expect_state / cancel-deletion / enable / verify and its errors; S3 list,
 //! newest, upload; a 200 MiB download interrupted half-way and resumed with only the
 //! missing parts (counted in moto's request log), the ETag and multipart ETag checks, a
-//! sha256 mismatch that leaves nothing in place; and the drctl binary end to end. Every
+//! sha256 mismatch that leaves nothing in place; multipart uploads (200 MiB in 8 MiB
+//! parts, downloaded back and compared; one cancelled half-way, which leaves no object and
+//! no stored parts); and the drctl binary end to end. Every
 //! test checks moto's own state or the bytes on disk, not only drctl's answer.
 
 use std::path::Path;
@@ -508,6 +510,7 @@ fn download_of_200_mib_interrupted_half_way_resumes_with_only_the_missing_parts(
     let lab = Lab::start_with(Tuning {
         part_size: PART,
         parallel: 4,
+        ..Tuning::default()
     });
     lab.moto.create_bucket(BUCKET);
     let data = pseudo_random(SIZE, 42);
@@ -624,6 +627,7 @@ fn verification_refuses_a_wrong_sha256_and_checks_multipart_etags() {
     let lab = Lab::start_with(Tuning {
         part_size: 4 << 20,
         parallel: 3,
+        ..Tuning::default()
     });
     lab.moto.create_bucket(BUCKET);
     let data = pseudo_random(11 << 20, 3);
@@ -771,6 +775,150 @@ fn multipart_upload(lab: &Lab, key: &str, data: &[u8], part: usize) -> String {
             .unwrap();
         head.e_tag().unwrap().to_owned()
     })
+}
+
+// ---------------------------------------------------------------------------------------
+// Multipart upload
+// ---------------------------------------------------------------------------------------
+
+const UPLOAD_PART: u64 = 8 << 20;
+
+fn upload(key: &str, from: &Path) -> Action {
+    Action::S3Upload(S3Upload {
+        bucket: t(BUCKET),
+        key: t(key),
+        from: t(&from.display().to_string()),
+        endpoint: None,
+        region: None,
+    })
+}
+
+/// A 200 MiB file, sparse-ish: 1 MiB of random bytes, then a hole of 3 MiB, repeated;
+/// returns its SHA-256.
+fn sparse_file(path: &Path) -> String {
+    use std::io::{Seek, SeekFrom, Write};
+    const SIZE: u64 = 200 << 20;
+    let mut f = std::fs::File::create(path).unwrap();
+    let mut h = Sha256::new();
+    let zeros = vec![0u8; 3 << 20];
+    for i in 0..SIZE / (4 << 20) {
+        let chunk = pseudo_random(1 << 20, 100 + i);
+        f.write_all(&chunk).unwrap();
+        f.seek(SeekFrom::Current(3 << 20)).unwrap();
+        h.update(&chunk);
+        h.update(&zeros);
+    }
+    f.set_len(SIZE).unwrap();
+    hex::encode(h.finalize())
+}
+
+/// Multipart uploads moto holds for the bucket (ListMultipartUploads).
+fn uploads_in_progress(lab: &Lab) -> usize {
+    let r = lab.moto.s3("GET", &format!("/{BUCKET}?uploads"), b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text().matches("<UploadId>").count()
+}
+
+/// UploadPart requests moto answered, from its request log.
+fn upload_parts_of(lab: &Lab, key: &str) -> usize {
+    let log = std::fs::read_to_string(lab.moto.dir().join("moto.log")).unwrap_or_default();
+    let needle = format!("\"PUT /{BUCKET}/{key}?");
+    log.lines()
+        .filter(|l| l.contains(&needle) && l.contains("partNumber="))
+        .count()
+}
+
+#[test]
+fn s3_multipart_upload_of_200_mib_round_trips() {
+    let lab = Lab::start_with(Tuning {
+        upload_part_size: UPLOAD_PART,
+        upload_parallel: 4,
+        ..Tuning::default()
+    });
+    lab.moto.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("big.bin");
+    let want = sparse_file(&src);
+    let key = "uploads/big.bin";
+
+    let r = lab.rehearse(&upload(key, &src));
+    assert!(
+        r.lines().contains(
+            "(200.0 MiB) to s3://velero-offsite-homelab/uploads/big.bin in a multipart upload of 25 part(s) of 8.0 MiB: a new object"
+        ),
+        "{}",
+        r.lines()
+    );
+    assert_eq!(upload_parts_of(&lab, key), 0);
+
+    let r = lab.run(&upload(key, &src));
+    let v = r.ok().clone();
+    assert_eq!(v["multipart"], true, "{v}");
+    assert_eq!(v["parts"], 25);
+    assert_eq!(v["part_size"], UPLOAD_PART);
+    assert_eq!(v["sha256"], want.as_str());
+    assert!(
+        r.lines().contains("multipart: 25 part(s) of 8.0 MiB"),
+        "{}",
+        r.lines()
+    );
+    // S3's multipart ETag of the file in 8 MiB parts, computed here independently.
+    let bytes = std::fs::read(&src).unwrap();
+    let mut cat = Vec::new();
+    for part in bytes.chunks(UPLOAD_PART as usize) {
+        cat.extend_from_slice(&md5::Md5::digest(part));
+    }
+    let etag = format!("{}-25", hex::encode(md5::Md5::digest(&cat)));
+    drop(bytes);
+    assert_eq!(v["etag"], etag.as_str());
+    assert_eq!(upload_parts_of(&lab, key), 25);
+    assert_eq!(uploads_in_progress(&lab), 0);
+
+    // Downloaded back (verified by the multipart ETag), byte for byte the file.
+    let back = dir.path().join("back.bin");
+    let r = lab.run(&download(key, &back, None));
+    let d = r.ok();
+    assert!(
+        d["verified_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("the multipart ETag (MD5 of 25 parts of 8.0 MiB"),
+        "{d}"
+    );
+    assert_eq!(d["etag"], etag.as_str());
+    assert_eq!(file_sha256(&back), want);
+}
+
+#[test]
+fn s3_multipart_upload_cancelled_half_way_leaves_no_object_and_no_parts() {
+    let lab = Lab::start_with(Tuning {
+        upload_part_size: UPLOAD_PART,
+        upload_parallel: 2,
+        ..Tuning::default()
+    });
+    lab.moto.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("big.bin");
+    sparse_file(&src);
+    let key = "uploads/cancelled.bin";
+
+    let r = lab.run_opts(
+        &upload(key, &src),
+        false,
+        Some(|| upload_parts_of(&lab, key) >= 4),
+    );
+    assert_eq!(r.err(), ActionError::Cancelled.to_string(), "{}", r.events);
+    let sent = upload_parts_of(&lab, key);
+    assert!((4..25).contains(&sent), "{sent} parts sent");
+    // Aborted before the step ended: no object, no upload holding parts.
+    assert_eq!(lab.moto.get_object(BUCKET, key), None);
+    assert_eq!(uploads_in_progress(&lab), 0);
+    let log = std::fs::read_to_string(lab.moto.dir().join("moto.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("\"DELETE /{BUCKET}/{key}?")) && l.contains("uploadId=")),
+        "no AbortMultipartUpload in moto's log"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

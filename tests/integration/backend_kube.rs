@@ -1312,18 +1312,24 @@ fn velero_lists_backups_restores_and_puts_partially_failed_to_the_operator() {
         .run(restore("backup: daily-1\nname: r1"), Opts::default())
         .err();
     assert!(e.contains("conflict on restores.velero.io \"r1\""), "{e}");
-    // Default name BACKUP-YYYYMMDDHHMMSS.
+    // Default name BACKUP-<the run id without the runbook name> (here run `test-run` of
+    // runbook `test`): the same in a re-run of the step, which follows its own Restore.
     let r = h.ok(restore("backup: daily-1"));
-    let name = r.value()["name"].as_str().unwrap().to_owned();
+    assert_eq!(r.value()["name"], "daily-1-run");
+    let again = h.ok(restore("backup: daily-1"));
     assert!(
-        regex::Regex::new(r"^daily-1-\d{14}$")
-            .unwrap()
-            .is_match(&name),
-        "{name}"
+        again.lines().contains("exists already"),
+        "{}",
+        again.lines()
     );
 
-    // PartiallyFailed: --yes fails clearly; an operator decides.
+    // PartiallyFailed: --yes waits for the operator (resumable); an operator decides.
     let r = h.run(restore("backup: daily-partial\nname: p1"), Opts::default());
+    assert!(
+        matches!(r.result, Err(ActionError::NeedsOperator(_))),
+        "{:?}",
+        r.result.as_ref().err()
+    );
     let e = r.err();
     assert!(
         e.contains("Velero restore p1 ended PartiallyFailed (1 error(s), 0 warning(s))")
@@ -1550,88 +1556,211 @@ fn waiting_for_2000_applications_costs_one_list_and_one_watch() {
         synced.split_whitespace().filter(|s| *s == "Synced").count(),
         2000
     );
-    assert!(r.elapsed < Duration::from_secs(15), "{:?}", r.elapsed);
+    // How fast: tests/bench/kube-wait (a timed assertion here would flake on a busy machine).
 }
 
 // ---------------------------------------------------------------------------------------
-// Runbooks end to end through the drctl binary
+// kube.port-forward: through kubesim's pods/portforward to a real OpenBao
 // ---------------------------------------------------------------------------------------
 
-fn drctl_run(sim: &KubeSim, args: &[&str]) -> (std::process::Output, tempfile::TempDir) {
-    let state = tempfile::tempdir().unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_drctl"))
-        .args(["run"])
-        .args(args)
-        .args(["--yes", "--new", "--color", "never"])
+/// A Vault pod and Service whose port 8200 kubesim forwards to `bao_hostport`, Ready while
+/// OpenBao's health answers 200 (initialised, unsealed, active).
+fn vault_behind_kubesim(bao_hostport: &str) -> KubeSim {
+    let labels = json!({"app.kubernetes.io/name": "vault", "component": "server"});
+    let mut p = pod("vault", "vault-0", labels.clone());
+    p["metadata"]["annotations"] = json!({
+        "kubesim.drctl.dev/port-forward": format!("8200={bao_hostport}"),
+        "kubesim.drctl.dev/ready-url": format!("http://{bao_hostport}/v1/sys/health"),
+    });
+    let svc = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "vault", "namespace": "vault"},
+        "spec": {"selector": labels, "ports": [{"name": "http", "port": 8200, "targetPort": 8200}]}});
+    KubeSim::start_with_scenario(&scenario("podReadyAfterMs: 100", &[p, svc]))
+}
+
+fn connect_refused(address: &str) -> bool {
+    matches!(
+        std::net::TcpStream::connect(address),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+#[test]
+fn port_forward_to_svc_and_pod_reaches_openbao_in_later_steps_and_closes_after_the_run() {
+    let (bao, _init) = super::lab::OpenBao::start_unsealed();
+    let hostport = bao.addr().trim_start_matches("http://").to_string();
+    let sim = vault_behind_kubesim(&hostport);
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = dir.path().join("vault-forward.yaml");
+    std::fs::write(
+        &runbook,
+        r#"apiVersion: drctl/v1
+kind: Runbook
+name: vault-forward
+title: Reach OpenBao through port-forwards
+summary: Port-forward to the Vault service and pod, then use them in later steps.
+steps:
+  - id: ready
+    title: Wait for the Vault pod to be Ready
+    timeout: 30s
+    kube.wait:
+      resource: { kind: Pod, namespace: vault, name: vault-0 }
+      for: { condition: Ready }
+  - id: forward-svc
+    title: Forward to the Vault service
+    kube.port-forward: { namespace: vault, target: svc/vault, port: 8200 }
+    outputs:
+      - { name: svc_url, from: result.url }
+      - { name: svc_pod, from: result.pod }
+  - id: status
+    title: Read the seal status through the service forward
+    vault.status:
+      addr: "{{ outputs.svc_url }}"
+      expect: { initialized: true, sealed: false }
+  - id: forward-pod
+    title: Forward to the pod
+    kube.port-forward: { namespace: vault, target: pod/vault-0, port: 8200 }
+    outputs:
+      - { name: pod_url, from: result.url }
+  - id: health
+    title: OpenBao's health through the pod forward
+    http:
+      url: "{{ outputs.pod_url }}/v1/sys/health"
+      contains: '"sealed":false'
+"#,
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drctl"))
+        .args(["run", runbook.to_str().unwrap(), "--yes"])
         .arg("--state-dir")
-        .arg(state.path())
+        .arg(&state)
         .current_dir(super::root())
         .env_remove("DRCTL_RUNBOOKS")
+        .env_remove("VAULT_ADDR")
+        .env_remove("BAO_ADDR")
         .env("NO_COLOR", "1")
         .envs(sim.env())
         .output()
         .unwrap();
-    (o, state)
-}
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(super::root().join("tests/fixtures/kube").join(name)).unwrap()
-}
-
-#[test]
-fn runbook_argocd_app_stuck_runs_end_to_end_and_the_app_syncs() {
-    let sim = KubeSim::start_with_scenario(&fixture("argocd-app-stuck.yaml"));
-    let (o, _state) = drctl_run(&sim, &["argocd-app-stuck", "--set", "app=nextcloud"]);
-    let text = format!("{}\n{}", super::stdout(&o), super::stderr(&o));
-    assert_eq!(o.status.code(), Some(0), "{text}");
-    assert!(text.contains("nextcloud"), "{text}");
-    let a = kget(&sim, &["application", "-n", "argocd", "nextcloud"]).unwrap();
-    assert_eq!(a["status"]["sync"]["status"], "Synced", "{a}");
-    assert_eq!(a["status"]["health"]["status"], "Healthy", "{a}");
-    // Argo CD (the simulator) consumed the refresh annotation.
+    let stdout = super::stdout(&out);
+    let stderr = super::stderr(&out);
+    let all = format!("{stdout}{stderr}");
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // Both forwards went to the pod, through local ports that are not OpenBao's.
+    let forwards: Vec<String> = all
+        .lines()
+        .filter_map(|l| l.split("forwarding ").nth(1))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(forwards.len(), 2, "{all}");
+    for (address, target) in forwards.iter().zip(["(svc/vault)", "(pod/vault-0)"]) {
+        assert!(
+            all.contains(&format!(
+                "forwarding {address} -> vault/vault-0:8200 {target}"
+            )),
+            "{all}"
+        );
+        assert_ne!(address, &hostport);
+        // The run is over: its forwards are closed.
+        assert!(
+            connect_refused(address),
+            "{address} still accepts after the run"
+        );
+    }
+    let journal = std::fs::read_dir(state.join("runs"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("journal.json"))
+        .find(|p| p.exists())
+        .expect("a journal");
+    let j = std::fs::read_to_string(journal).unwrap();
+    assert!(j.contains(&format!("http://{}", forwards[0])), "{j}");
+    assert!(j.contains("\"svc_pod\""), "{j}");
+    // kubesim served the tunnels (its log names each one).
+    let log = std::fs::read_dir(sim.dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<String>();
     assert!(
-        a["metadata"]["annotations"]
-            .get("argocd.argoproj.io/refresh")
-            .is_none(),
-        "{a}"
+        log.contains("port-forward to pod vault/vault-0 opened"),
+        "{log}"
     );
 }
 
 #[test]
-fn runbook_eso_degraded_runs_end_to_end_and_the_store_is_ready() {
-    let sim = KubeSim::start_with_scenario(&fixture("eso-degraded.yaml"));
-    // Vault's pod must be Ready for the prerequisite.
+fn port_forward_action_in_process_result_errors_and_end() {
+    let (bao, _init) = super::lab::OpenBao::start_unsealed();
+    let hostport = bao.addr().trim_start_matches("http://").to_string();
+    let sim = vault_behind_kubesim(&hostport);
     sim.kubectl_ok(&[
         "wait",
         "-n",
-        "security",
+        "vault",
         "--for=condition=Ready",
         "pod/vault-0",
-        "--timeout=10s",
+        "--timeout=20s",
     ]);
-    let (o, _state) = drctl_run(&sim, &["eso-degraded"]);
-    let text = format!("{}\n{}", super::stdout(&o), super::stderr(&o));
-    assert_eq!(o.status.code(), Some(0), "{text}");
-    for d in [
-        "external-secrets",
-        "external-secrets-webhook",
-        "external-secrets-cert-controller",
-    ] {
-        let dep = kget(&sim, &["deploy", "-n", "security", d]).unwrap();
-        assert!(
-            dep["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
-                .is_string(),
-            "{d}"
-        );
-    }
-    let store = kget(&sim, &["clustersecretstore", "k8s-secrets"]).unwrap();
-    let ready = store["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
+    let h = H::new(&sim);
+    let r = h.ok(Action::KubePortForward(act(
+        "namespace: vault\ntarget: pod/vault-0\nport: 8200",
+    )));
+    let v = r.value().clone();
+    assert_eq!(v["pod"], "vault-0");
+    let address = v["address"].as_str().unwrap().to_string();
+    assert_eq!(v["url"], format!("http://{address}"));
+    assert_eq!(
+        v["port"].as_u64().unwrap().to_string(),
+        address.rsplit(':').next().unwrap()
+    );
+    // The forward runs on the backend's runtime: drive it while asking OpenBao through it.
+    let body = h.rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(&address).await.unwrap();
+        s.write_all(
+            b"GET /v1/sys/seal-status HTTP/1.1\r\nHost: vault\r\nConnection: close\r\n\r\n",
+        )
+        .await
         .unwrap();
-    assert_eq!(ready["status"], "True", "{store}");
-    let s = kget(&sim, &["secret", "-n", "nextcloud", "nextcloud-db"]).unwrap();
-    assert!(s["data"]["password"].is_string());
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+            .await
+            .expect("OpenBao answers through the forward in time")
+            .unwrap();
+        String::from_utf8_lossy(&raw).into_owned()
+    });
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("\"sealed\":false"), "{body}");
+
+    // A pod that does not exist, and a service that selects none.
+    let e = h
+        .run(
+            Action::KubePortForward(act("namespace: vault\ntarget: pod/nope\nport: 8200")),
+            Opts::default(),
+        )
+        .err();
+    assert!(e.contains("nope") && e.contains("not found"), "{e}");
+    sim.kubectl_ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "empty",
+        "-n",
+        "vault",
+        "--tcp=8200:8200",
+    ]);
+    let e = h
+        .run(
+            Action::KubePortForward(act("namespace: vault\ntarget: svc/empty\nport: 8200")),
+            Opts::default(),
+        )
+        .err();
+    assert!(e.contains("empty"), "{e}");
+
+    // The run ends (the backend goes): the forward closes.
+    drop(h);
+    assert!(connect_refused(&address), "{address} still accepts");
 }

@@ -1499,3 +1499,143 @@ fn ctrl_c_during_a_long_step_stops_it_journals_and_runs_cleanup() {
         "cleanup after long-wait\n"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Prerequisites, and retries in a rehearsal
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn prerequisites_are_listed_and_checked_before_step_one() {
+    let tmp = tempdir();
+    let state = tmp.path().join("state");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("workdir");
+    let rb = fixture("engine-prereq").display().to_string();
+    let backup = work.join("backup.tar");
+    let args = |mode: &[&'static str]| {
+        let mut a: Vec<String> = vec!["run".into(), rb.clone()];
+        a.extend(mode.iter().map(|s| (*s).to_owned()));
+        a.extend([
+            "--yes".into(),
+            "--new".into(),
+            "--output".into(),
+            "json".into(),
+            "--set".into(),
+            set("workdir", &work),
+            "--set".into(),
+            set("backup", &backup),
+        ]);
+        a
+    };
+    let run = |mode: &[&'static str]| {
+        let a = args(mode);
+        run_drctl(&state, &a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let notices = |evs: &[Value]| -> Vec<String> {
+        evs.iter()
+            .filter(|e| e["event"] == "notice")
+            .filter_map(|e| e["message"].as_str().map(str::to_owned))
+            .collect()
+    };
+
+    // The backup is missing: the rehearsal names the prerequisite as a problem, and its
+    // retried read after the unperformed change is tried once, not four times.
+    let o = run(&["--dry-run"]);
+    assert_eq!(code(&o), 1, "{}", both(&o));
+    let evs = events(&stdout(&o));
+    let fin = evs.last().expect("events");
+    let problems = fin["problems"].to_string();
+    assert!(
+        problems.contains("backup-exists: prerequisite not met: The backup file exists"),
+        "{}",
+        both(&o)
+    );
+    assert!(
+        evs.iter().any(|e| e["event"] == "step_output"
+            && e["id"] == "backup-exists"
+            && e["line"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("no backup at"))),
+        "{}",
+        both(&o)
+    );
+    assert!(
+        notices(&evs)
+            .iter()
+            .any(|n| n.contains("have at hand before you start: The unseal key")),
+        "{}",
+        both(&o)
+    );
+    let attempts = std::fs::read_to_string(work.join("look-attempts")).unwrap_or_default();
+    assert_eq!(attempts.lines().count(), 1, "{}", both(&o));
+    assert!(
+        !evs.iter().any(|e| e["event"] == "step_retry"),
+        "{}",
+        both(&o)
+    );
+
+    // A real run does not start: nothing changed, no cleanup, exit 1, the reason named.
+    let o = run(&[]);
+    assert_eq!(code(&o), 1, "{}", both(&o));
+    let evs = events(&stdout(&o));
+    assert!(
+        notices(&evs)
+            .iter()
+            .any(|n| n.contains("the run did not start: prerequisite `backup-exists`")),
+        "{}",
+        both(&o)
+    );
+    assert!(!work.join("change-ran").exists(), "{}", both(&o));
+    assert!(!work.join("cleanup-ran").exists(), "{}", both(&o));
+    assert!(
+        !evs.iter().any(|e| e["event"] == "step_started"),
+        "{}",
+        both(&o)
+    );
+
+    // With the backup there, the prerequisite is met and the run goes through.
+    std::fs::write(&backup, "data").expect("backup");
+    let o = run(&[]);
+    assert_eq!(code(&o), 0, "{}", both(&o));
+    let evs = events(&stdout(&o));
+    assert!(
+        notices(&evs)
+            .iter()
+            .any(|n| n == "prerequisite met: The backup file exists"),
+        "{}",
+        both(&o)
+    );
+    assert!(work.join("change-ran").exists());
+}
+
+#[test]
+fn a_terminal_command_never_writes_into_the_json_event_stream() {
+    let tmp = tempdir();
+    let rb = tmp.path().join("tty-json.yaml");
+    std::fs::write(
+        &rb,
+        "apiVersion: drctl/v1\nkind: Runbook\nname: tty-json\ntitle: Terminal command\nsummary: A tty step under --output json.\nsteps:\n  - id: installer\n    title: Run the installer\n    shell: { script: echo hello-from-the-installer, tty: true }\n",
+    )
+    .expect("write the runbook");
+    let o = run_drctl(
+        &tmp.path().join("state"),
+        &[
+            "run",
+            &rb.display().to_string(),
+            "--yes",
+            "--confirm",
+            "installer",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", both(&o));
+    // Every stdout line is an event; the command's output went to stderr.
+    let evs = events(&stdout(&o));
+    assert!(evs.iter().any(|e| e["event"] == "run_finished"));
+    assert!(
+        stderr(&o).contains("hello-from-the-installer"),
+        "{}",
+        both(&o)
+    );
+}

@@ -8,8 +8,8 @@
 use std::collections::VecDeque;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::error::SdkError;
@@ -31,26 +31,34 @@ const PART_ATTEMPTS: u32 = 4;
 const HASH_BUF: usize = 1 << 20;
 const STATE_VERSION: u32 = 1;
 
-/// Part size and parallelism of downloads.
+/// Part size and parallelism of downloads and multipart uploads.
 #[derive(Clone, Copy, Debug)]
 pub struct Tuning {
     pub part_size: u64,
     pub parallel: usize,
+    /// Files larger than this go up in a multipart upload of parts this size (grown for
+    /// files that would need more than S3's 10,000 parts; at least 5 MiB).
+    pub upload_part_size: u64,
+    pub upload_parallel: usize,
 }
 
 impl Default for Tuning {
-    /// Chosen by measurement (tests/bench/s3-download).
+    /// Downloads: chosen by measurement (tests/bench/s3-download). Uploads: 64 MiB parts,
+    /// 4 at a time (parts stream from the file, so memory does not grow with either).
     fn default() -> Self {
         Tuning {
             part_size: 16 << 20,
             parallel: 8,
+            upload_part_size: 64 << 20,
+            upload_parallel: 4,
         }
     }
 }
 
 impl Tuning {
     /// The defaults, overridden by `DRCTL_S3_PART_MIB` and `DRCTL_S3_PARALLEL` (for the
-    /// benchmark and for slow links).
+    /// benchmark and for slow links), `DRCTL_S3_UPLOAD_PART_MIB` (5 to 5120) and
+    /// `DRCTL_S3_UPLOAD_PARALLEL`.
     pub fn from_env() -> Self {
         let mut t = Tuning::default();
         let num = |k: &str| {
@@ -64,6 +72,12 @@ impl Tuning {
         }
         if let Some(p) = num("DRCTL_S3_PARALLEL") {
             t.parallel = p.clamp(1, 64) as usize;
+        }
+        if let Some(m) = num("DRCTL_S3_UPLOAD_PART_MIB") {
+            t.upload_part_size = m.clamp(5, 5120) << 20;
+        }
+        if let Some(p) = num("DRCTL_S3_UPLOAD_PARALLEL") {
+            t.upload_parallel = p.clamp(1, 64) as usize;
         }
         t
     }
@@ -199,48 +213,76 @@ impl Hasher {
     }
 }
 
-/// How far the file is complete from its start, shared with the hashing thread.
+/// How much of each part is on disk, shared by the part workers (each writes its part
+/// front to back) and the hashing thread, which follows the first incomplete part byte by
+/// byte instead of waiting for whole parts: it starts with the first bytes of the
+/// download and, at the end, has only the last bytes left to hash.
 struct Front {
-    state: Mutex<(u64, bool)>,
-    cv: Condvar,
+    /// Bytes of part `i` on disk, counted from the part's start.
+    progress: Vec<AtomicU64>,
+    part_size: u64,
+    size: u64,
+    aborted: AtomicBool,
 }
 
 impl Front {
-    fn set(&self, contiguous: u64) {
-        let mut g = match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        g.0 = contiguous;
-        self.cv.notify_all();
+    fn new(size: u64, part_size: u64, done: &[bool]) -> Front {
+        let progress = done
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| AtomicU64::new(if d { Self::len(size, part_size, i) } else { 0 }))
+            .collect();
+        Front {
+            progress,
+            part_size,
+            size,
+            aborted: AtomicBool::new(false),
+        }
+    }
+
+    fn len(size: u64, part_size: u64, i: usize) -> u64 {
+        let start = i as u64 * part_size;
+        (start + part_size).min(size) - start
+    }
+
+    /// Part `i` has `n` bytes on disk (after the write returned: the hashing thread may
+    /// read them).
+    fn advance(&self, i: usize, n: u64) {
+        if let Some(p) = self.progress.get(i) {
+            p.store(n, Ordering::Release);
+        }
     }
 
     fn abort(&self) {
-        let mut g = match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        g.1 = true;
-        self.cv.notify_all();
+        self.aborted.store(true, Ordering::Release);
     }
 
-    /// Wait until more than `pos` bytes are complete; None once aborted.
+    /// Bytes complete from the file's start, looking from `pos` on.
+    fn contiguous(&self, pos: u64) -> u64 {
+        let mut i = (pos / self.part_size) as usize;
+        while let Some(p) = self.progress.get(i) {
+            let have = p.load(Ordering::Acquire);
+            let len = Self::len(self.size, self.part_size, i);
+            if have < len {
+                return i as u64 * self.part_size + have;
+            }
+            i += 1;
+        }
+        self.size
+    }
+
+    /// Wait until more than `pos` bytes are complete; None once aborted. Polls every
+    /// millisecond: the hash is the slower stage, so it rarely waits.
     fn wait_beyond(&self, pos: u64) -> Option<u64> {
-        let mut g = match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
         loop {
-            if g.1 {
+            if self.aborted.load(Ordering::Acquire) {
                 return None;
             }
-            if g.0 > pos {
-                return Some(g.0);
+            let avail = self.contiguous(pos);
+            if avail > pos {
+                return Some(avail);
             }
-            g = match self.cv.wait_timeout(g, Duration::from_secs(1)) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -404,6 +446,7 @@ struct Worker {
     part_path: PathBuf,
     fetched: Arc<AtomicU64>,
     gets: Arc<AtomicU64>,
+    front: Arc<Front>,
 }
 
 async fn fetch(
@@ -494,17 +537,9 @@ async fn fetch(
         ));
     }
 
-    // The hashing thread follows the contiguous front of finished parts.
-    let front = Arc::new(Front {
-        state: Mutex::new((0, false)),
-        cv: Condvar::new(),
-    });
+    // The hashing thread follows the contiguous front of the parts on disk.
+    let front = Arc::new(Front::new(o.size, part_size, &done));
     let _guard = AbortOnDrop(front.clone());
-    let contiguous = |done: &[bool]| -> u64 {
-        let n = done.iter().take_while(|d| **d).count() as u64;
-        (n * part_size).min(o.size)
-    };
-    front.set(contiguous(&done));
     let hasher = {
         let file = file.clone();
         let front = front.clone();
@@ -545,6 +580,7 @@ async fn fetch(
             part_path: o.part_path.to_path_buf(),
             fetched: fetched.clone(),
             gets: gets.clone(),
+            front: front.clone(),
         };
         let queue = queue.clone();
         let tx = tx.clone();
@@ -558,7 +594,7 @@ async fn fetch(
                 let Some(i) = next else { break };
                 let start = i * part_size;
                 let end = (start + part_size).min(size) - 1;
-                let r = w.part(start, end).await.map(|()| i);
+                let r = w.part(i as usize, start, end).await.map(|()| i);
                 let failed = r.is_err();
                 if tx.send(r).is_err() || failed {
                     break;
@@ -579,7 +615,6 @@ async fn fetch(
                     state.done.push(i);
                     remaining -= 1;
                     write_state(o.state_path, &state)?;
-                    front.set(contiguous(&done));
                 }
                 Some(Err(e)) => return Err(e.into()),
                 None => {
@@ -711,7 +746,7 @@ async fn fetch(
 impl Worker {
     /// Fetch bytes `start..=end` into the file at the same offsets, retrying transient
     /// failures from where the last attempt stopped.
-    async fn part(&self, start: u64, end: u64) -> Res<()> {
+    async fn part(&self, index: usize, start: u64, end: u64) -> Res<()> {
         let mut pos = start;
         let mut attempt = 0;
         loop {
@@ -807,6 +842,7 @@ impl Worker {
                             self.part_path.display()
                         )))?;
                         pos += bytes.len() as u64;
+                        self.front.advance(index, pos - start);
                         self.fetched
                             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     }

@@ -12,6 +12,7 @@
 
 mod digest;
 mod download;
+mod upload;
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -323,6 +324,11 @@ impl Backend for AwsBackend {
     fn execute<'a>(&'a self, action: &'a Action, ctx: &'a ActionCtx<'a>) -> ActionFuture<'a> {
         Box::pin(async move {
             let work = self.run(action, ctx);
+            if matches!(action, Action::S3Upload(_)) {
+                // Handles Ctrl-C itself: a multipart upload is aborted (and the abort
+                // awaited) before the step ends, which dropping it here would prevent.
+                return work.await.map_err(ActionError::from);
+            }
             tokio::select! {
                 r = work => r.map_err(ActionError::from),
                 _ = ctx.cancel.cancelled() => Err(ActionError::Cancelled),
@@ -553,6 +559,14 @@ where
             identity,
             detail: if code.is_empty() { detail } else { short },
         },
+    }
+}
+
+/// `fut`, or `Cancelled` at a Ctrl-C (for actions that handle it themselves).
+async fn cancellable<T>(ctx: &ActionCtx<'_>, fut: impl Future<Output = T>) -> Res<T> {
+    tokio::select! {
+        r = fut => Ok(r),
+        _ = ctx.cancel.cancelled() => Err(AwsError::Cancelled),
     }
 }
 
@@ -826,16 +840,23 @@ impl AwsBackend {
             )));
         }
         let size = meta.len();
-        // One PutObject takes up to 5 GiB.
-        if size > 5 * 1024 * 1024 * 1024 {
+        if size > upload::MAX_OBJECT {
             return Err(AwsError::Invalid(format!(
-                "`{}` is {}: drctl uploads files up to 5 GiB; use `aws s3 cp` for larger ones",
+                "`{}` is {}: S3 objects hold at most 5 TiB",
                 from.display(),
                 human_bytes(size)
             )));
         }
+        // One PutObject up to a part's size, a multipart upload above (S3 takes at most
+        // 5 GiB in one PUT).
+        let part_size = upload::part_size(size, self.settings.tuning.upload_part_size);
+        let multipart = size > part_size;
         let s3 = self.s3(ctx, &a.endpoint, &a.region, &url).await?;
-        let existing = bounded(s3.client.head_object().bucket(&bucket).key(&key).send()).await;
+        let existing = cancellable(
+            ctx,
+            bounded(s3.client.head_object().bucket(&bucket).key(&key).send()),
+        )
+        .await?;
         let exists = match existing {
             Ok(h) => Some(h.content_length().unwrap_or(0).max(0) as u64),
             Err(e) => match explain(e, "s3:GetObject", Target::Object(&bucket, &key), &s3.conn) {
@@ -852,19 +873,66 @@ impl AwsBackend {
                 Some(n) => format!("replacing the existing object ({})", human_bytes(n)),
                 None => "a new object".to_owned(),
             };
+            let how = if multipart {
+                format!(
+                    " in a multipart upload of {} part(s) of {}",
+                    size.div_ceil(part_size),
+                    human_bytes(part_size)
+                )
+            } else {
+                String::new()
+            };
             let line = format!(
-                "would upload `{}` ({}) to {url}: {what}",
+                "would upload `{}` ({}) to {url}{how}: {what}",
                 from.display(),
                 human_bytes(size)
             );
             ctx.output(line.clone());
             return Ok(ActionResult {
-                value: json!({"bucket": bucket, "key": key, "size": size, "exists": exists.is_some()}),
+                value: json!({
+                    "bucket": bucket, "key": key, "size": size, "exists": exists.is_some(),
+                    "multipart": multipart,
+                }),
+                lines: vec![line],
+            });
+        }
+        if multipart {
+            let job = upload::Job {
+                s3: &s3,
+                bucket: &bucket,
+                key: &key,
+                from: &from,
+                size,
+                part_size,
+                parallel: self.settings.tuning.upload_parallel,
+            };
+            let up = upload::run(job, ctx).await?;
+            let line = format!(
+                "uploaded `{}` to {url} ({}, multipart: {} part(s) of {}, sha256 {})",
+                from.display(),
+                human_bytes(size),
+                up.parts,
+                human_bytes(part_size),
+                hex::encode(&up.sha256)
+            );
+            ctx.output(line.clone());
+            return Ok(ActionResult {
+                value: json!({
+                    "bucket": bucket,
+                    "key": key,
+                    "size": size,
+                    "etag": up.etag,
+                    "sha256": hex::encode(&up.sha256),
+                    "replaced": exists.is_some(),
+                    "multipart": true,
+                    "parts": up.parts,
+                    "part_size": part_size,
+                }),
                 lines: vec![line],
             });
         }
         let path = from.clone();
-        let digest = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let hashing = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
             use std::io::Read;
             let mut f = std::fs::File::open(&path)?;
             let mut h = Sha256::new();
@@ -877,13 +945,17 @@ impl AwsBackend {
                 h.update(&buf[..n]);
             }
             Ok(h.finalize().to_vec())
+        });
+        let digest = cancellable(ctx, async {
+            hashing
+                .await
+                .map_err(|e| AwsError::Io {
+                    what: "hashing the upload".into(),
+                    detail: e.to_string(),
+                })?
+                .map_err(io_err(format!("cannot read `{}`", from.display())))
         })
-        .await
-        .map_err(|e| AwsError::Io {
-            what: "hashing the upload".into(),
-            detail: e.to_string(),
-        })?
-        .map_err(io_err(format!("cannot read `{}`", from.display())))?;
+        .await??;
         let body = aws_sdk_s3::primitives::ByteStream::from_path(&from)
             .await
             .map_err(|e| AwsError::Io {
@@ -892,7 +964,7 @@ impl AwsBackend {
             })?;
         ctx.progress(format!("uploading {} to {url}", human_bytes(size)));
         // S3 checks the SHA-256 on arrival, so a corrupted transfer is refused.
-        let out = s3
+        let put = s3
             .client
             .put_object()
             .bucket(&bucket)
@@ -900,9 +972,12 @@ impl AwsBackend {
             .content_length(size as i64)
             .checksum_sha256(digest::base64(&digest))
             .body(body)
-            .send()
-            .await
-            .map_err(|e| explain(e, "s3:PutObject", Target::Object(&bucket, &key), &s3.conn))?;
+            .send();
+        let out = cancellable(ctx, async {
+            put.await
+                .map_err(|e| explain(e, "s3:PutObject", Target::Object(&bucket, &key), &s3.conn))
+        })
+        .await??;
         let etag = out.e_tag().unwrap_or_default().trim_matches('"').to_owned();
         let line = format!(
             "uploaded `{}` to {url} ({}, sha256 {})",
@@ -919,6 +994,7 @@ impl AwsBackend {
                 "etag": etag,
                 "sha256": hex::encode(&digest),
                 "replaced": exists.is_some(),
+                "multipart": false,
             }),
             lines: vec![line],
         })

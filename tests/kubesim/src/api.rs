@@ -54,6 +54,8 @@ pub struct Sim {
     pub kill_conns: watch::Sender<u64>,
     /// API requests served (admin requests excluded), by verb: `GET /_sim/requests`.
     pub requests: Mutex<RequestCounts>,
+    /// On-delete commands still running (pod uid -> controller uid).
+    pub hooks: Mutex<crate::pod_hooks::RunningHooks>,
 }
 
 /// What clients asked for, so tests and benchmarks can count a client's requests.
@@ -101,6 +103,7 @@ impl Sim {
             down: tokio::sync::Notify::new(),
             kill_conns,
             requests: Mutex::new(RequestCounts::default()),
+            hooks: Mutex::new(Default::default()),
         }
     }
 
@@ -250,6 +253,9 @@ pub async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Resp {
         .count(req.method(), req.uri().query(), &path);
     if let Some(injected) = crate::faults::before_request(&sim, &path).await {
         return error_response(&injected);
+    }
+    if let Some((ns, name)) = crate::portforward::match_path(&path) {
+        return crate::portforward::handle(sim, req, ns, name).await;
     }
     match route(&sim, req).await {
         Ok(r) => r,
@@ -479,14 +485,19 @@ async fn route(sim: &Arc<Sim>, req: Request<Incoming>) -> Result<Resp, ApiError>
             } else {
                 serde_json::from_slice(&body).unwrap_or(json!({}))
             };
-            let deleted = sim.store().delete(
-                &rt,
-                &ns,
-                &name,
-                opts.pointer("/preconditions/uid").and_then(Value::as_str),
-                opts.pointer("/preconditions/resourceVersion")
-                    .and_then(Value::as_str),
-            )?;
+            let deleted = {
+                let mut store = sim.store();
+                let deleted = store.delete(
+                    &rt,
+                    &ns,
+                    &name,
+                    opts.pointer("/preconditions/uid").and_then(Value::as_str),
+                    opts.pointer("/preconditions/resourceVersion")
+                        .and_then(Value::as_str),
+                );
+                crate::pod_hooks::start_on_delete(sim, &mut store);
+                deleted?
+            };
             Ok(json_response(200, &as_version(deleted, &rt, &version)))
         }
         (Method::DELETE, None, None) => {
@@ -506,9 +517,13 @@ async fn route(sim: &Arc<Sim>, req: Request<Incoming>) -> Result<Resp, ApiError>
                         meta_str(&obj, "namespace").to_string(),
                         meta_str(&obj, "name").to_string(),
                     );
-                    store.delete(&rt, &n, &nm, None, None)?;
+                    if let Err(e) = store.delete(&rt, &n, &nm, None, None) {
+                        crate::pod_hooks::start_on_delete(sim, &mut store);
+                        return Err(e);
+                    }
                 }
             }
+            crate::pod_hooks::start_on_delete(sim, &mut store);
             Ok(json_response(200, &status::success()))
         }
         _ => Err(ApiError::MethodNotAllowed),

@@ -27,7 +27,7 @@ pub async fn run(sim: Arc<Sim>) {
     loop {
         tick.tick().await;
         let mut store = sim.store();
-        reconcile(&mut store, &sim.scenario, &mut mem);
+        reconcile(&sim, &mut store, &mut mem);
     }
 }
 
@@ -73,9 +73,14 @@ fn terminating(obj: &Value) -> bool {
     obj.pointer("/metadata/deletionTimestamp").is_some()
 }
 
-fn reconcile(store: &mut Store, sc: &Scenario, mem: &mut Memory) {
+fn reconcile(sim: &Arc<Sim>, store: &mut Store, mem: &mut Memory) {
+    let sc = &sim.scenario;
     store.reap_namespaces();
-    workloads(store);
+    // Deleted pods' on-delete commands start before any replacement is considered.
+    crate::pod_hooks::start_on_delete(sim, store);
+    let blocked = crate::pod_hooks::blocked_owners(sim);
+    workloads(store, &blocked);
+    crate::pod_hooks::start_on_delete(sim, store);
     jobs(store, sc, mem);
     pods(store, sc);
     velero(store, sc);
@@ -113,7 +118,7 @@ fn pods(store: &mut Store, sc: &Scenario) {
                     .map(|c| {
                         json!({"name": c.get("name").cloned().unwrap_or(json!("main")),
                         "image": c.get("image").cloned().unwrap_or(json!("")),
-                        "ready": ready, "restartCount": 0, "started": ready, "state": state})
+                        "ready": ready, "restartCount": 0, "started": state.get("running").is_some(), "state": state})
                     })
                     .collect(),
             )
@@ -147,6 +152,9 @@ fn pods(store: &mut Store, sc: &Scenario) {
             if age < after {
                 continue;
             }
+            // With a ready-url, Running is not Ready: the prober decides (pod_hooks).
+            let ready = crate::pod_hooks::annotation(&pod, crate::pod_hooks::READY_URL_ANNOTATION)
+                .is_none();
             next["status"] = json!({
                 "phase": "Running",
                 "podIP": "10.244.0.10",
@@ -155,10 +163,10 @@ fn pods(store: &mut Store, sc: &Scenario) {
                 "conditions": [
                     condition("PodScheduled", true, "", ""),
                     condition("Initialized", true, "", ""),
-                    condition("ContainersReady", true, "", ""),
-                    condition("Ready", true, "", ""),
+                    condition("ContainersReady", ready, "", ""),
+                    condition("Ready", ready, "", ""),
                 ],
-                "containerStatuses": statuses(true, json!({"running": {"startedAt": now_rfc3339()}})),
+                "containerStatuses": statuses(ready, json!({"running": {"startedAt": now_rfc3339()}})),
             });
         }
         put(store, &rt, next);
@@ -237,7 +245,9 @@ fn delete_pod(store: &mut Store, p: &Value) {
     );
 }
 
-fn workloads(store: &mut Store) {
+/// `blocked`: controllers (by uid) that create no pod while an on-delete command of one of
+/// their pods runs.
+fn workloads(store: &mut Store, blocked: &std::collections::HashSet<String>) {
     let pods_rt = store.core("pods");
     let Some(deploy_rt) = store.find_kind("apps", "Deployment") else {
         return;
@@ -258,7 +268,12 @@ fn workloads(store: &mut Store) {
             .collect();
         let (new, old): (Vec<Value>, Vec<Value>) =
             pods.into_iter().partition(|p| pod_hash(p) == hash);
-        for _ in new.len()..want {
+        let creatable = if blocked.contains(meta_str(&d, "uid")) {
+            0
+        } else {
+            want
+        };
+        for _ in new.len()..creatable {
             let name = format!(
                 "{}-{}-{}",
                 meta_str(&d, "name"),
@@ -320,6 +335,7 @@ fn workloads(store: &mut Store) {
         for i in 0..want {
             let name = format!("{base}-{i}");
             match store.get(&pods_rt, &ns, &name) {
+                Err(_) if blocked.contains(meta_str(&s, "uid")) => rolling = true,
                 Err(_) => {
                     let pod = new_pod(
                         &s,

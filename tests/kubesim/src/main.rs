@@ -6,9 +6,12 @@ mod controllers;
 mod discovery;
 mod faults;
 mod patch;
+mod pod_hooks;
+mod portforward;
 mod proto;
 mod scenario;
 mod selector;
+mod spdy;
 mod status;
 mod store;
 mod table;
@@ -144,6 +147,18 @@ async fn serve(sim: Arc<Sim>, mut listener: TcpListener) -> Result<(), MainError
                         continue;
                     }
                 };
+                // Accepted between `/_sim/down` and the listener's close: refuse it, or a
+                // client reconnecting in that instant would keep a live watch through the
+                // outage.
+                if sim
+                    .faults
+                    .lock()
+                    .map(|f| f.down_until.is_some_and(|t| t > Instant::now()))
+                    .unwrap_or(false)
+                {
+                    drop(stream);
+                    continue;
+                }
                 let sim = sim.clone();
                 let mut kill = sim.kill_conns.subscribe();
                 tokio::spawn(async move {
@@ -152,7 +167,10 @@ async fn serve(sim: Arc<Sim>, mut listener: TcpListener) -> Result<(), MainError
                         let sim = svc_sim.clone();
                         async move { Ok::<_, std::convert::Infallible>(api::handle(sim, req).await) }
                     });
-                    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                    // Upgrades: pods/portforward (WebSocket or SPDY).
+                    let conn = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades();
                     tokio::select! {
                         r = conn => {
                             if let Err(e) = r
@@ -230,6 +248,7 @@ async fn run() -> Result<(), MainError> {
         out.flush()?;
     }
     tokio::spawn(controllers::run(sim.clone()));
+    tokio::spawn(pod_hooks::readiness(sim.clone()));
     serve(sim, listener).await
 }
 

@@ -57,6 +57,8 @@ pub struct Scenario {
     /// Values the target Secret gets, by ExternalSecret "namespace/name", then by key.
     pub external_secret_values: HashMap<String, HashMap<String, String>>,
     pub longhorn_restore_after_ms: u64,
+    /// A pod's `kubesim.drctl.dev/on-delete` command is killed after this long.
+    pub on_delete_timeout_ms: u64,
     /// Objects (any kind the simulator serves) created at start, status included.
     pub objects: Vec<Value>,
     pub faults: Faults,
@@ -84,6 +86,7 @@ impl Default for Scenario {
             external_secret_ready_after_ms: 300,
             external_secret_values: HashMap::new(),
             longhorn_restore_after_ms: 500,
+            on_delete_timeout_ms: 60_000,
             objects: vec![],
             faults: Faults::default(),
         }

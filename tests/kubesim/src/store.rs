@@ -65,6 +65,8 @@ pub struct Store {
     /// When each object (by uid) was created, on the simulator's monotonic clock.
     born: HashMap<String, Instant>,
     seed: u64,
+    /// Pods with an on-delete command deleted since the simulator last took them.
+    deleted_hooked_pods: Vec<Value>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -131,6 +133,7 @@ impl Store {
             tx,
             born: HashMap::new(),
             seed,
+            deleted_hooked_pods: Vec::new(),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let ns_type = store.core("namespaces");
@@ -590,6 +593,14 @@ impl Store {
         {
             return Err(status::conflict(&rt.group, &rt.plural, name));
         }
+        if rt.group.is_empty()
+            && rt.plural == "pods"
+            && current.pointer("/metadata/deletionTimestamp").is_none()
+            && crate::pod_hooks::annotation(&current, crate::pod_hooks::ON_DELETE_ANNOTATION)
+                .is_some()
+        {
+            self.deleted_hooked_pods.push(current.clone());
+        }
         let has_finalizers = current
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
@@ -614,6 +625,12 @@ impl Store {
             return Ok(next);
         }
         Ok(self.remove(rt, ns, name, current))
+    }
+
+    /// Pods carrying `kubesim.drctl.dev/on-delete` that were deleted (or marked for deletion)
+    /// since the last call: their commands are to be run.
+    pub fn take_deleted_hooked_pods(&mut self) -> Vec<Value> {
+        std::mem::take(&mut self.deleted_hooked_pods)
     }
 
     /// The namespace controller: empties terminating namespaces, then removes them.

@@ -308,3 +308,77 @@ async fn watcher_recovers_from_a_dropped_watch() {
     .expect("the watcher recovers in time");
     assert!(seen);
 }
+
+/// `Api::<Pod>::portforward` (the WebSocket channel protocol drctl uses) through kubesim to a
+/// real server named by the pod's `kubesim.drctl.dev/port-forward` annotation.
+#[tokio::test]
+async fn portforward_relays_to_the_annotated_address() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the test server");
+    let addr = server.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = server.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                if let Ok(n) = conn.read(&mut buf).await {
+                    let mut reply = b"echo:".to_vec();
+                    reply.extend_from_slice(&buf[..n]);
+                    let _ = conn.write_all(&reply).await;
+                }
+            });
+        }
+    });
+    let sim = Sim::start_with(&format!(
+        "podReadyAfterMs: 50\nobjects:\n- apiVersion: v1\n  kind: Pod\n  metadata: {{name: vault-0, namespace: vault, annotations: {{kubesim.drctl.dev/port-forward: \"8200={addr}\"}}}}\n  spec: {{containers: [{{name: vault, image: openbao}}]}}\n"
+    ));
+    let client = client(&sim).await;
+    let pods: Api<Pod> = Api::namespaced(client, "vault");
+    await_condition(pods.clone(), "vault-0", conditions::is_pod_running())
+        .await
+        .expect("vault-0 running");
+
+    let mut pf = pods
+        .portforward("vault-0", &[8200])
+        .await
+        .expect("portforward");
+    let mut stream = pf.take_stream(8200).expect("stream for 8200");
+    stream.write_all(b"ping").await.expect("write");
+    let mut got = Vec::new();
+    // The target closes after its reply: kubesim closes the WebSocket, the stream ends.
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut got))
+        .await
+        .expect("reply in time")
+        .expect("read");
+    assert_eq!(got, b"echo:ping");
+    drop(stream);
+    // It ends (kube-rs 5 reports SendAfterClosing here, as against a kubelet that closed
+    // first: the close it sends once its stream is dropped comes after the server's).
+    let _ = tokio::time::timeout(WAIT, pf.join())
+        .await
+        .expect("forwarder ends");
+
+    // A port without a mapping: the error channel says why.
+    let mut pf = pods
+        .portforward("vault-0", &[9999])
+        .await
+        .expect("portforward");
+    let err = pf.take_error(9999).expect("error future");
+    let msg = tokio::time::timeout(WAIT, err)
+        .await
+        .expect("error in time")
+        .expect("an error message");
+    assert!(
+        msg.starts_with("error forwarding port 9999 to pod vault-0_vault, uid "),
+        "{msg}"
+    );
+
+    // A missing pod: 404 before any upgrade.
+    let err = pods
+        .portforward("nope", &[8200])
+        .await
+        .err()
+        .expect("missing pod");
+    assert_eq!(api_code(&err), Some(404), "{err}");
+}
