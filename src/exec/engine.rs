@@ -432,6 +432,15 @@ impl Engine<'_> {
         let mut decided_by: Option<String> = None;
 
         match self.state_of(&id) {
+            // Done by an earlier drctl process, but what it opened died with that process:
+            // open it again so the steps after it reach something.
+            StepState::Succeeded if step.action.process_bound() => {
+                self.bus.emit(RunEvent::Notice {
+                    message: format!(
+                        "step `{id}` opened something that ended with the earlier drctl process; opening it again"
+                    ),
+                });
+            }
             StepState::Succeeded | StepState::Skipped => return Ok(Flow::Next),
             StepState::Pending | StepState::Failed => {}
             StepState::Running => {

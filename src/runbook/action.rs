@@ -40,6 +40,11 @@ pub trait ActionSpec {
     fn secret_results(&self) -> &'static [&'static str] {
         &[]
     }
+    /// What the action opens lives only as long as the drctl process (a port-forward): a
+    /// resumed run opens it again before the steps after it use its result.
+    fn process_bound(&self) -> bool {
+        false
+    }
 }
 
 fn visit_opt<'a>(t: &'a Option<Text>, sink: Sink, f: &mut dyn FnMut(&'a Text, Sink)) {
@@ -664,6 +669,9 @@ pub struct KubePortForward {
 impl ActionSpec for KubePortForward {
     fn mutates(&self) -> bool {
         false
+    }
+    fn process_bound(&self) -> bool {
+        true
     }
     fn visit_texts<'a>(&'a self, f: &mut dyn FnMut(&'a Text, Sink)) {
         f(&self.namespace, Sink::Shown);
@@ -1541,5 +1549,8 @@ impl ActionSpec for Action {
     }
     fn secret_results(&self) -> &'static [&'static str] {
         self.spec().secret_results()
+    }
+    fn process_bound(&self) -> bool {
+        self.spec().process_bound()
     }
 }

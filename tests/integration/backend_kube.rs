@@ -1764,3 +1764,99 @@ fn port_forward_action_in_process_result_errors_and_end() {
     drop(h);
     assert!(connect_refused(&address), "{address} still accepts");
 }
+
+/// A resumed run opens its port-forwards again: the earlier process's forward died with it,
+/// and the steps after it must not use its dead address.
+#[test]
+fn a_resumed_run_opens_its_port_forward_again() {
+    let (bao, _init) = super::lab::OpenBao::start_unsealed();
+    let hostport = bao.addr().trim_start_matches("http://").to_string();
+    let sim = vault_behind_kubesim(&hostport);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let runbook = dir.path().join("forward-resume.yaml");
+    std::fs::write(
+        &runbook,
+        r#"apiVersion: drctl/v1
+kind: Runbook
+name: forward-resume
+title: A forward across a resume
+summary: The run stops at a manual step after the forward; the resume uses the forward.
+steps:
+  - id: ready
+    title: Wait for the Vault pod to be Ready
+    timeout: 30s
+    kube.wait:
+      resource: { kind: Pod, namespace: vault, name: vault-0 }
+      for: { condition: Ready }
+  - id: forward
+    title: Forward to Vault
+    kube.port-forward: { namespace: vault, target: svc/vault, port: 8200 }
+    outputs:
+      - { name: vault_url, from: result.url }
+  - id: pause
+    title: The operator does something by hand
+    manual: { instructions: Nothing to do. }
+  - id: status
+    title: Read the seal status through the forward
+    vault.status:
+      addr: "{{ outputs.vault_url }}"
+      expect: { initialized: true, sealed: false }
+"#,
+    )
+    .expect("write the runbook");
+    let state = dir.path().join("state");
+    let drctl = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_drctl"))
+            .args(args)
+            .args(["--yes", "--output", "json"])
+            .arg("--state-dir")
+            .arg(&state)
+            .current_dir(super::root())
+            .env_remove("DRCTL_RUNBOOKS")
+            .env_remove("VAULT_ADDR")
+            .env_remove("BAO_ADDR")
+            .env("NO_COLOR", "1")
+            .envs(sim.env())
+            .output()
+            .expect("drctl runs")
+    };
+    let first = drctl(&["run", runbook.to_str().expect("utf-8 path")]);
+    assert_eq!(first.status.code(), Some(4), "{}", super::stdout(&first));
+    let evs = super::engine::events(&super::stdout(&first));
+    let run_id = super::engine::run_id_of(&evs);
+    let url_of = |evs: &[Value]| {
+        evs.iter()
+            .filter(|e| e["event"] == "step_output" && e["id"] == "forward")
+            .filter_map(|e| e["line"].as_str())
+            .find_map(|l| l.strip_prefix("forwarding "))
+            .and_then(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+            .expect("a forwarding line")
+    };
+    let old = url_of(&evs);
+    assert!(connect_refused(&old), "{old} outlived its drctl process");
+
+    let second = drctl(&["resume", &run_id, "--confirm", "pause"]);
+    let out = super::stdout(&second);
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{out}\n{}",
+        super::stderr(&second)
+    );
+    let evs = super::engine::events(&out);
+    assert!(
+        evs.iter().any(|e| e["event"] == "notice"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("step `forward` opened something"))),
+        "{out}"
+    );
+    let new = url_of(&evs);
+    let status = evs
+        .iter()
+        .find(|e| e["event"] == "step_finished" && e["id"] == "status")
+        .expect("the status step finished");
+    assert_eq!(status["outcome"], "succeeded", "{out}");
+    assert!(connect_refused(&new), "{new} outlived the run");
+}
