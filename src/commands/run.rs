@@ -557,7 +557,46 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             .find(|s| s.outputs.iter().any(|o| &o.name.value == name))
             .map(|s| s.id.value.clone())
             .unwrap_or_default();
-        values.lost_secrets.insert(name.clone(), step);
+        // Gone with the earlier process (secrets are never written down), but the operator
+        // may hold it: it was shown once, or stored (a Secret, the password manager). A
+        // step still to run that needs it gets it from DRCTL_OUTPUT_<NAME> or, masked,
+        // from the operator; otherwise that step says which step to re-run.
+        if !still_needed(&rb, &j, name) {
+            values.lost_secrets.insert(name.clone(), step);
+            continue;
+        }
+        let var = format!("DRCTL_OUTPUT_{}", name.to_uppercase());
+        let given = match std::env::var(&var) {
+            Ok(v) if !v.is_empty() => {
+                values.scrub_env.push(var.clone());
+                Some(v)
+            }
+            _ if interactive => prompter
+                .input(
+                    &format!(
+                        "The secret output `{name}` of step `{step}` ended with the earlier drctl process (secrets are never written down). Enter it to go on (empty: re-run `{step}` instead)"
+                    ),
+                    true,
+                    None,
+                )
+                .ok()
+                .filter(|v| !v.is_empty()),
+            _ => None,
+        };
+        match given {
+            Some(v) => {
+                redactor.add(&v);
+                values
+                    .outputs
+                    .insert(name.clone(), minijinja::Value::from(v));
+                early_notices.push(format!(
+                    "the secret output `{name}` of step `{step}` was given again by the operator"
+                ));
+            }
+            None => {
+                values.lost_secrets.insert(name.clone(), step);
+            }
+        }
     }
 
     let bus = EventBus::new(redactor.clone());
@@ -655,4 +694,29 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
         stderr: String::new(),
         code,
     })
+}
+
+/// Whether a step not yet done (or a cleanup step) uses the output `name` in a template.
+fn still_needed(rb: &Runbook, j: &Journal, name: &str) -> bool {
+    use crate::runbook::ActionSpec;
+    let needle = format!("outputs.{name}");
+    let open = |id: &str| {
+        j.step(id)
+            .is_none_or(|r| !matches!(r.state, StepState::Succeeded | StepState::Skipped))
+    };
+    rb.main_steps()
+        .filter(|s| open(&s.id.value))
+        .chain(rb.cleanup.iter())
+        .any(|s| {
+            let mut hit = s
+                .when
+                .as_ref()
+                .is_some_and(|w| w.as_str().contains(&needle));
+            let mut look = |t: &crate::runbook::Text, _| hit |= t.as_str().contains(&needle);
+            s.action.visit_texts(&mut look);
+            if let Some(c) = &s.check {
+                c.action.visit_texts(&mut look);
+            }
+            hit
+        })
 }

@@ -15,7 +15,7 @@ pub enum ContextError {
     #[error("cannot render {what}: {detail}")]
     Render { what: String, detail: String },
     #[error(
-        "output `{name}` is a secret held in memory by an earlier drctl process, so it is gone after the restart; re-run step `{step}` (drctl resume offers it) to capture it again"
+        "output `{name}` is a secret held in memory by an earlier drctl process, so it is gone after the restart; if you hold it (it was shown once), resume interactively and enter it, or pass it as DRCTL_OUTPUT_{}; otherwise start a new run from the step that made it (`drctl run RUNBOOK --new --from {step}`)", name.to_uppercase()
     )]
     LostSecret { name: String, step: String },
 }
@@ -205,6 +205,6 @@ mod tests {
         let e = v
             .render(&Text::new("{{ outputs.root_token }}"), Sink::Hidden)
             .expect_err("lost");
-        assert!(e.to_string().contains("re-run step `init`"), "{e}");
+        assert!(e.to_string().contains("DRCTL_OUTPUT_ROOT_TOKEN"), "{e}");
     }
 }

@@ -1639,3 +1639,76 @@ fn a_terminal_command_never_writes_into_the_json_event_stream() {
         both(&o)
     );
 }
+
+#[test]
+fn a_lost_secret_output_is_given_again_by_the_operator_on_resume() {
+    let tmp = tempdir();
+    let state = tmp.path().join("state");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("workdir");
+    let rb = fixture("engine-lost-secret").display().to_string();
+    let minted = unique("minted-token");
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        drctl_cmd(&state)
+            .args(args)
+            .env("ENGINE_TEST_MINTED", &minted)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .expect("drctl runs")
+    };
+    let o = run(
+        &[
+            "run",
+            &rb,
+            "--yes",
+            "--output",
+            "json",
+            "--set",
+            &set("workdir", &work),
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 4, "stops at the manual step\n{}", both(&o));
+    let run_id = run_id_of(&events(&stdout(&o)));
+
+    // Without it: the step that needs it fails, naming both ways out.
+    let o = run(
+        &[
+            "resume",
+            &run_id,
+            "--yes",
+            "--confirm",
+            "pause",
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 1, "{}", both(&o));
+    assert!(
+        both(&o).contains("DRCTL_OUTPUT_TOKEN") && both(&o).contains("--from mint"),
+        "{}",
+        both(&o)
+    );
+    assert!(!work.join("token-ok").exists());
+
+    // Given again: the step runs with it, and it reaches no file, event or report.
+    let o = run(
+        &["resume", &run_id, "--yes", "--output", "json"],
+        &[("DRCTL_OUTPUT_TOKEN", &minted)],
+    );
+    assert_eq!(code(&o), 0, "{}", both(&o));
+    assert!(work.join("token-ok").exists(), "{}", both(&o));
+    assert!(
+        stdout(&o).contains("the secret output `token` of step `mint` was given again"),
+        "{}",
+        both(&o)
+    );
+    assert!(!both(&o).contains(&minted), "{}", both(&o));
+    assert!(
+        files_containing(&state, &minted).is_empty(),
+        "{:?}",
+        files_containing(&state, &minted)
+    );
+}
