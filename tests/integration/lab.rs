@@ -2026,3 +2026,77 @@ fn openbao_auto_unseals_with_transit_until_the_kms_is_gone() {
         assert!(!pid_alive(pid), "{pid} still running after drop");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// etcd-restore E2E (area etcd): the lab's "control plane" as the built-in runbook expects it
+// ---------------------------------------------------------------------------------------------
+
+/// The control plane's stand-in commands: `crictl` (answers `ps` from the etcd supervisor)
+/// and `sudo` (the real one, keeping PATH and DRCTL_LAB_MANIFESTS_DIR as a node's
+/// `secure_path` keeps crictl's directory).
+pub fn etcd_standins_dir() -> PathBuf {
+    super::root().join("tests/lab/standins/etcd")
+}
+
+/// PATH of the lab's ssh sessions: the stand-ins first, then the usual system directories.
+pub fn control_plane_path() -> String {
+    format!(
+        "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        etcd_standins_dir().display()
+    )
+}
+
+impl Sshd {
+    /// Sets `vars` in the environment of every ssh session (sshd `SetEnv`, which overrides
+    /// PATH too): sshd rereads its config on SIGHUP (it re-executes itself, same PID); waits
+    /// until it listens again.
+    pub fn set_session_env(&mut self, vars: &[(&str, String)]) {
+        let cfg = self.base.path().join("sshd_config");
+        let mut text = std::fs::read_to_string(&cfg).expect("read sshd_config");
+        let line: Vec<String> = vars
+            .iter()
+            .map(|(k, v)| {
+                assert!(
+                    !v.contains('"') && !v.contains(char::is_whitespace),
+                    "SetEnv value {v:?} for {k}"
+                );
+                format!("\"{k}={v}\"")
+            })
+            .collect();
+        text = text
+            .lines()
+            .filter(|l| !l.starts_with("SetEnv "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        text.push_str(&format!("SetEnv {}\n", line.join(" ")));
+        std::fs::write(&cfg, text).expect("write sshd_config");
+        let log = self.base.log.clone();
+        let listening = || {
+            std::fs::read_to_string(&log)
+                .map(|t| t.matches("Server listening").count())
+                .unwrap_or(0)
+        };
+        let before = listening();
+        let pid = self.pid().expect("sshd runs");
+        // SAFETY: signalling our own child, not yet reaped.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGHUP);
+        }
+        assert!(
+            wait_until(READY_TIMEOUT, || listening() > before),
+            "sshd did not listen again after SIGHUP; log tail:\n{}",
+            log_tail(&log, 20)
+        );
+    }
+
+    /// The lab's control plane for `sup`: crictl on PATH, the manifests dir known to it.
+    pub fn as_control_plane_of(&mut self, sup: &EtcdSupervisor) {
+        self.set_session_env(&[
+            ("PATH", control_plane_path()),
+            (
+                "DRCTL_LAB_MANIFESTS_DIR",
+                sup.manifests_dir().display().to_string(),
+            ),
+        ]);
+    }
+}

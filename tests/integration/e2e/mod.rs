@@ -9,7 +9,8 @@
 
 mod etcd;
 mod kube;
-mod vault;
+mod vault_kms;
+mod vault_shamir;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,1 +1,0 @@
-//! End-to-end runs of the vault runbooks (being written).
