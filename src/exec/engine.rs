@@ -444,11 +444,18 @@ impl Engine<'_> {
             StepState::Succeeded | StepState::Skipped => return Ok(Flow::Next),
             StepState::Pending | StepState::Failed => {}
             StepState::Running => {
-                // drctl stopped while this step ran: it may be done, half done or not.
-                if step.idempotent {
+                // drctl stopped while this step ran: it may be done, half done or not. A
+                // read changed nothing (and its result may simply not have been written
+                // yet, see LAZY_FLUSH): run it again like an idempotent step.
+                if step.idempotent || !step.action.mutates() {
                     self.bus.emit(RunEvent::Notice {
                         message: format!(
-                            "step `{id}` was interrupted; it is idempotent, running it again"
+                            "step `{id}` was interrupted; it is {}, running it again",
+                            if step.idempotent {
+                                "idempotent"
+                            } else {
+                                "read-only"
+                            }
                         ),
                     });
                 } else {

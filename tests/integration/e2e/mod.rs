@@ -9,6 +9,7 @@
 
 mod etcd;
 mod kube;
+mod kube_nodes;
 mod vault_kms;
 mod vault_shamir;
 
