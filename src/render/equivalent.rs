@@ -463,8 +463,11 @@ pub fn commands_with_timeout(
         Action::VaultRekey(a) => {
             let env = vault_env(r, a.addr.as_ref(), a.token.as_ref());
             let target = if a.recovery { " -target=recovery" } else { "" };
+            // `-verify` with `-init`: the new shares replace the current ones only once
+            // they are entered back (`rekey -verify`, a later vault.rekey-verify step).
+            let verify = if a.verify { "" } else { " -verify" };
             out.push(format!(
-                "{env}vault operator rekey -init{target} -key-shares={} -key-threshold={}",
+                "{env}vault operator rekey -init{target}{verify} -key-shares={} -key-threshold={}",
                 a.shares, a.threshold
             ));
             let provide = format!("{env}vault operator rekey{target} -nonce=<nonce>");
@@ -484,10 +487,36 @@ pub fn commands_with_timeout(
                 "# <nonce> is printed by -init; the {} new shares are printed once, after the last current share",
                 a.shares
             ));
+            if !a.verify {
+                out.push("# with a verification nonce: the rekey stays pending (the current shares keep working) until `vault operator rekey -verify` (the verify step)".to_owned());
+            }
             if a.method == RekeyMethod::RotateRoot {
                 out.push("# method rotate-root: OpenBao's authenticated sys/rotate/root API, so set a token (BAO_TOKEN)".to_owned());
             }
             out.push(OPENBAO.to_owned());
+        }
+        Action::VaultRekeyVerify(a) => {
+            let env = vault_env(r, a.addr.as_ref(), a.token.as_ref());
+            let target = if a.recovery { " -target=recovery" } else { "" };
+            out.push(format!(
+                "{env}vault operator rekey -verify -status{target}  # the pending verification and its nonce"
+            ));
+            let provide =
+                format!("{env}vault operator rekey -verify{target} -nonce=<verification-nonce>");
+            if a.keys.is_empty() {
+                out.push(format!("{provide}  # once per new share, at the prompt"));
+            }
+            for (i, k) in a.keys.iter().enumerate() {
+                out.push(format!(
+                    "{provide}  # new share {}: enter {} at the prompt",
+                    i + 1,
+                    share_name(r, k)
+                ));
+            }
+            out.push("# once the threshold of new shares is entered the rekey is complete: only the new shares unseal Vault".to_owned());
+            out.push(format!(
+                "# OpenBao 2.5+: bao operator rotate-keys -verify{target} -nonce=<verification-nonce> (sys/rotate/root, needs BAO_TOKEN)"
+            ));
         }
 
         // -------------------------------------------------------------------------------

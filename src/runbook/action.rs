@@ -875,8 +875,11 @@ pub enum RekeyMethod {
     RotateRoot,
 }
 
-/// Generate new unseal (or recovery) key shares; the new shares are shown once and
-/// verified. `result.keys` is a secret output.
+/// Generate new unseal (or recovery) key shares; the new shares are shown once.
+/// `result.keys` is a secret output. With `verify: true` (the default) the action also
+/// completes Vault's verification, so the old shares stop working when it returns; with
+/// `verify: false` the rekey is left pending verification (the old shares keep working)
+/// until a later `vault.rekey-verify` step, so the new shares can be stored first.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VaultRekey {
@@ -892,6 +895,11 @@ pub struct VaultRekey {
     /// Current key shares (secret inputs); asked from the holders when empty.
     #[serde(default)]
     pub keys: Vec<Text>,
+    /// Complete the verification in this step (true), or leave the rekey pending
+    /// verification for a later `vault.rekey-verify` step (false): until then the current
+    /// shares keep working, and running this step again starts over safely.
+    #[serde(default = "yes")]
+    pub verify: bool,
 }
 
 impl ActionSpec for VaultRekey {
@@ -908,6 +916,41 @@ impl ActionSpec for VaultRekey {
     }
     fn interactive(&self) -> bool {
         true
+    }
+}
+
+/// Complete a rekey left pending verification (`vault.rekey` with `verify: false`) by
+/// entering the threshold of NEW shares; from then on only the new shares unseal Vault.
+/// With nothing pending, it checks whether the given shares are already Vault's current
+/// ones (a test rekey, cancelled again) and fails unless they are.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VaultRekeyVerify {
+    pub addr: Option<Text>,
+    pub token: Option<Text>,
+    /// The same as the `vault.rekey` step's.
+    #[serde(default)]
+    pub method: RekeyMethod,
+    /// Verify a rekey of the recovery keys (as the `vault.rekey` step's `recovery`).
+    #[serde(default)]
+    pub recovery: bool,
+    /// The NEW key shares, normally `{{ outputs.new_unseal_key }}` of the rekey step;
+    /// asked masked when empty.
+    #[serde(default)]
+    pub keys: Vec<Text>,
+}
+
+impl ActionSpec for VaultRekeyVerify {
+    fn mutates(&self) -> bool {
+        true
+    }
+    fn visit_texts<'a>(&'a self, f: &mut dyn FnMut(&'a Text, Sink)) {
+        visit_opt(&self.addr, Sink::Shown, f);
+        visit_opt(&self.token, Sink::Hidden, f);
+        visit_all(&self.keys, Sink::Hidden, f);
+    }
+    fn interactive(&self) -> bool {
+        self.keys.is_empty()
     }
 }
 
@@ -1512,6 +1555,7 @@ actions! {
     "vault.kv-get" => VaultKvGet(VaultKvGet),
     "vault.kv-populate" => VaultKvPopulate(VaultKvPopulate),
     "vault.rekey" => VaultRekey(VaultRekey),
+    "vault.rekey-verify" => VaultRekeyVerify(VaultRekeyVerify),
     "s3.list" => S3List(S3List),
     "s3.newest" => S3Newest(S3Newest),
     "s3.download" => S3Download(S3Download),

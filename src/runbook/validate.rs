@@ -635,7 +635,8 @@ impl Validator<'_> {
             Action::VaultStatus(_)
             | Action::VaultWaitUnsealed(_)
             | Action::VaultKvGet(_)
-            | Action::VaultKvPopulate(_) => {}
+            | Action::VaultKvPopulate(_)
+            | Action::VaultRekeyVerify(_) => {}
             Action::S3List(_) | Action::S3Download(_) | Action::S3Upload(_) => {}
             Action::S3Newest(a) => {
                 if a.pattern.value.contains('/') {

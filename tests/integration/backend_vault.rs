@@ -14,7 +14,7 @@ use drctl::exec::events::{Reporter, RunEvent};
 use drctl::exec::prompt::{Operator, PromptError};
 use drctl::runbook::action::{
     RekeyMethod, VaultExpect, VaultInit, VaultKvGet, VaultKvPopulate, VaultKvPut, VaultRekey,
-    VaultStatus, VaultUnseal, VaultWaitUnsealed,
+    VaultRekeyVerify, VaultStatus, VaultUnseal, VaultWaitUnsealed,
 };
 use drctl::runbook::{Action, Text};
 use drctl::secret::Redactor;
@@ -789,6 +789,7 @@ fn rekey_and_prove(bao: &mut OpenBao, init: &super::lab::BaoInit, method: &str, 
         method: RekeyMethod::Auto,
         recovery: false,
         keys: vec![t("{{ inputs.k1 }}"), t("{{ inputs.k2 }}")],
+        verify: true,
     });
     let opts = |dry_run, quiet| Opts {
         dry_run,
@@ -878,6 +879,7 @@ fn rekey_shows_new_shares_once_and_has_them_entered_back() {
         method: RekeyMethod::RotateRoot,
         recovery: false,
         keys: vec![],
+        verify: true,
     });
     // Current shares asked masked (the first attempt wrong), then the verification asks for
     // two of the new shares: the fake cannot know them, so a wrong entry three times makes
@@ -917,6 +919,297 @@ fn rekey_shows_new_shares_once_and_has_them_entered_back() {
     let mut bao = bao;
     bao.restart();
     bao.unseal(&init.keys[..2]);
+}
+
+// ---------------------------------------------------------------------------------------
+// rekey with `verify: false`, then vault.rekey-verify
+// ---------------------------------------------------------------------------------------
+
+/// A `vault.rekey` with `verify: false` to 3 shares / threshold 2, with
+/// the current shares from the inputs `k1`, `k2`.
+fn rekey_pending_action(addr: &str) -> Action {
+    Action::VaultRekey(VaultRekey {
+        addr: Some(t(addr)),
+        token: Some(t("{{ inputs.token }}")),
+        shares: 3,
+        threshold: 2,
+        method: RekeyMethod::Auto,
+        recovery: false,
+        keys: vec![t("{{ inputs.k1 }}"), t("{{ inputs.k2 }}")],
+        verify: false,
+    })
+}
+
+/// A `vault.rekey-verify` with two new shares, from the inputs `n1`, `n2`.
+fn rekey_verify_action(addr: &str) -> Action {
+    Action::VaultRekeyVerify(VaultRekeyVerify {
+        addr: Some(t(addr)),
+        token: Some(t("{{ inputs.token }}")),
+        method: RekeyMethod::Auto,
+        recovery: false,
+        keys: vec![t("{{ inputs.n1 }}"), t("{{ inputs.n2 }}")],
+    })
+}
+
+/// Unattended (`--yes`, the new shares captured as secret outputs), with the inputs.
+fn unattended(init: &super::lab::BaoInit, new: Option<&[String]>) -> Opts {
+    let mut inputs = vec![
+        ("token", init.root_token.clone()),
+        ("k1", init.keys[0].clone()),
+        ("k2", init.keys[1].clone()),
+    ];
+    if let Some(n) = new {
+        inputs.push(("n1", n[0].clone()));
+        inputs.push(("n2", n[1].clone()));
+    }
+    Opts {
+        quiet: true,
+        inputs,
+        ..Default::default()
+    }
+}
+
+/// The rekey status at `base` (`sys/rekey` or `sys/rotate/root`): (started, verification nonce).
+fn rekey_state(bao: &OpenBao, base: &str, token: &str) -> (bool, String) {
+    let (s, v) = bao.request("GET", &format!("{base}/init"), Some(token), None);
+    assert_eq!(s, 200, "{base}/init: {v}");
+    let d = if v["data"].is_object() {
+        &v["data"]
+    } else {
+        &v
+    };
+    (
+        d["started"].as_bool().unwrap_or(false),
+        d["verification_nonce"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+/// The whole crash-safe rotation against one server, through `method` at `base`.
+fn rekey_pending_then_verify(
+    bao: &mut OpenBao,
+    init: &super::lab::BaoInit,
+    method: &str,
+    base: &str,
+) {
+    let addr = bao.addr();
+    let root = init.root_token.clone();
+    let rekey = rekey_pending_action(&addr);
+
+    // 1. verify: false generates a new share and leaves it pending: the old ones still work.
+    let r = perform(&rekey, &FakeOperator::unattended(), unattended(init, None));
+    let v = r.ok().value.clone();
+    assert_eq!(
+        (v["method"].as_str(), v["verified"].as_bool()),
+        (Some(method), Some(false)),
+        "{v}"
+    );
+    let nonce = v["nonce"].as_str().unwrap_or_default().to_owned();
+    assert!(!nonce.is_empty(), "the verification nonce is returned: {v}");
+    let first: Vec<String> = serde_json::from_value(v["keys_base64"].clone()).unwrap();
+    assert_eq!(first.len(), 3);
+    assert!(
+        !r.visible().contains(first[0].as_str()),
+        "the new share is never shown"
+    );
+    assert!(r.visible().contains("pending verification"), "{}", r.events);
+    assert_eq!(rekey_state(bao, base, &root), (true, nonce.clone()));
+
+    // 2. Started again (a resumed run): the pending rekey is cancelled, a new one started.
+    let r = perform(&rekey, &FakeOperator::unattended(), unattended(init, None));
+    let v = r.ok().value.clone();
+    assert!(
+        r.visible().contains("already in progress")
+            && r.visible().contains("cancelled the rekey left over"),
+        "{}",
+        r.events
+    );
+    let second: Vec<String> = serde_json::from_value(v["keys_base64"].clone()).unwrap();
+    assert_ne!(first, second, "new shares");
+    let (started, nonce2) = rekey_state(bao, base, &root);
+    assert!(
+        started && !nonce2.is_empty() && nonce2 != nonce,
+        "a new pending rekey"
+    );
+
+    // 3. The first attempt's share no longer verifies: the rekey stays pending.
+    let verify = rekey_verify_action(&addr);
+    let r = perform(
+        &verify,
+        &FakeOperator::unattended(),
+        unattended(init, Some(&first)),
+    );
+    let e = r.err();
+    assert!(
+        e.contains("not the shares of the pending rekey") && e.contains("still work"),
+        "{e}"
+    );
+    assert!(rekey_state(bao, base, &root).0, "still pending");
+
+    // 4. Nothing verified yet: a restart (which drops the pending rekey, held in memory)
+    //    and the old shares unseal.
+    bao.restart();
+    bao.unseal(&init.keys[..2]);
+    assert!(
+        !rekey_state(bao, base, &root).0,
+        "a restart drops a pending rekey"
+    );
+
+    // 5. Nothing pending and the share is not Vault's: the documented failure, nothing
+    //    changed (the test rekey cancelled again).
+    let r = perform(
+        &verify,
+        &FakeOperator::unattended(),
+        unattended(init, Some(&second)),
+    );
+    let e = r.err();
+    assert!(
+        e.contains("no rekey is pending verification")
+            && e.contains("NOT Vault's current")
+            && e.contains("unseal it with the new"),
+        "{e}"
+    );
+    assert!(
+        r.visible().contains("no rekey is pending verification"),
+        "{}",
+        r.events
+    );
+    assert!(
+        !rekey_state(bao, base, &root).0,
+        "the test rekey is cancelled"
+    );
+    assert!(!r.visible().contains(second[0].as_str()));
+
+    // 6. A fresh pending rekey, verified: from now on only the new share unseals.
+    let r = perform(&rekey, &FakeOperator::unattended(), unattended(init, None));
+    let new: Vec<String> = serde_json::from_value(r.ok().value["keys_base64"].clone()).unwrap();
+    let r = perform(
+        &verify,
+        &FakeOperator::unattended(),
+        unattended(init, Some(&new)),
+    );
+    let v = r.ok().value.clone();
+    assert_eq!(
+        (v["verified"].as_bool(), v["state"].as_str()),
+        (Some(true), Some("completed")),
+        "{v}"
+    );
+    assert!(
+        r.visible()
+            .contains("only the new unseal key shares unseal Vault"),
+        "{}",
+        r.events
+    );
+    assert!(!r.visible().contains(new[0].as_str()));
+    assert!(
+        !rekey_state(bao, base, &root).0,
+        "nothing pending after the verification"
+    );
+
+    // 7. Verified again (a resume after a crash right after Vault accepted it): nothing is
+    //    pending, and the share is Vault's current one: success, nothing changed.
+    let r = perform(
+        &verify,
+        &FakeOperator::unattended(),
+        unattended(init, Some(&new)),
+    );
+    let v = r.ok().value.clone();
+    assert_eq!(v["state"], "already-current", "{v}");
+    assert!(
+        r.visible().contains("no rekey is pending verification"),
+        "{}",
+        r.events
+    );
+    assert!(
+        !rekey_state(bao, base, &root).0,
+        "the test rekey is cancelled"
+    );
+
+    // 8. Vault's word: after a restart the old shares are refused, the new one unseals.
+    bao.restart();
+    let s = bao
+        .unseal_key(&init.keys[0])
+        .expect("one share is progress");
+    assert_eq!(s.progress, 1);
+    assert!(
+        bao.unseal_key(&init.keys[1]).is_err(),
+        "old shares no longer unseal"
+    );
+    bao.unseal(&new[1..]);
+}
+
+#[test]
+fn rekey_left_pending_keeps_the_old_key_until_rekey_verify_through_sys_rekey() {
+    // The lab's listener enables the unauthenticated sys/rekey endpoints.
+    let (mut bao, init) = OpenBao::start_unsealed();
+    rekey_pending_then_verify(&mut bao, &init, "rekey", "sys/rekey");
+}
+
+#[test]
+fn rekey_left_pending_keeps_the_old_key_until_rekey_verify_through_rotate_root() {
+    // OpenBao's default (2.5+): sys/rekey answers 405; the authenticated API is used.
+    let (mut bao, init) = OpenBao::start_unsealed();
+    let cfg = std::fs::read_to_string(bao.config_path()).unwrap();
+    let cfg: String = cfg
+        .lines()
+        .filter(|l| !l.contains("disable_unauthed_rekey_endpoints"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(bao.config_path(), cfg).unwrap();
+    bao.restart();
+    bao.unseal(&init.keys[..2]);
+    let (s, _) = bao.request("GET", "sys/rekey/init", None, None);
+    assert_eq!(s, 405, "sys/rekey disabled");
+    rekey_pending_then_verify(&mut bao, &init, "rotate-root", "sys/rotate/root");
+}
+
+#[test]
+fn rekey_verify_previews_in_a_rehearsal_and_refuses_a_started_rekey_without_new_shares() {
+    let (bao, init) = OpenBao::start_unsealed();
+    let addr = bao.addr();
+    let root = init.root_token.clone();
+    // A rekey whose current shares were never all entered: no new shares to verify.
+    let (s, v) = bao.request(
+        "PUT",
+        "sys/rekey/init",
+        None,
+        Some(json!({"secret_shares": 1, "secret_threshold": 1, "require_verification": true})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let verify = rekey_verify_action(&addr);
+    let r = perform(
+        &verify,
+        &FakeOperator::unattended(),
+        unattended(&init, Some(&init.keys[..2])),
+    );
+    let e = r.err();
+    assert!(
+        e.contains("never generated") && e.contains("run the rekey step again"),
+        "{e}"
+    );
+    assert!(rekey_state(&bao, "sys/rekey", &root).0, "left as it was");
+    // A rehearsal of the rekey says it would cancel it; of the verify, what it would do.
+    let mut o = unattended(&init, None);
+    o.dry_run = true;
+    let r = perform(&rekey_pending_action(&addr), &FakeOperator::unattended(), o);
+    assert!(
+        r.visible().contains("would be cancelled first")
+            && r.visible().contains("left pending verification"),
+        "{}",
+        r.events
+    );
+    let (s, _) = bao.request("DELETE", "sys/rekey/init", None, None);
+    assert_eq!(s, 204);
+    let mut o = unattended(&init, Some(&init.keys[..2]));
+    o.dry_run = true;
+    let r = perform(&verify, &FakeOperator::unattended(), o);
+    assert!(r.visible().contains("would check whether"), "{}", r.events);
+    assert!(
+        !rekey_state(&bao, "sys/rekey", &root).0,
+        "a rehearsal starts nothing"
+    );
 }
 
 #[test]

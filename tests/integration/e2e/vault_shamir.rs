@@ -812,6 +812,184 @@ fn disable_unauthed_rekey(lab: &mut Lab) {
     assert_eq!(s, 405, "sys/rekey is disabled");
 }
 
+/// What the operator did to finish a vault-unseal-rotation run after the SIGKILL.
+#[derive(Debug)]
+struct Recovery {
+    seed: u64,
+    step: String,
+    mid_step: bool,
+    /// `--resolve` answers, "gave the key from the Secret", "started over".
+    actions: Vec<String>,
+    /// Every drctl process after the SIGKILL.
+    outcomes: Vec<Outcome>,
+}
+
+/// How many times step `id` failed for want of the lost `new_unseal_key` (before its action).
+fn lost_key_failures(outcomes: &[Outcome], id: &str) -> u64 {
+    outcomes
+        .iter()
+        .flat_map(|o| &o.events)
+        .filter(|e| {
+            e["event"] == "step_finished"
+                && e["id"] == id
+                && e["error"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("`new_unseal_key`"))
+        })
+        .count() as u64
+}
+
+/// `drctl resume RUN_ID --yes` with `--resolve` answers and, when the operator gives it
+/// again, the lost secret output `new_unseal_key` (`DRCTL_OUTPUT_NEW_UNSEAL_KEY`).
+fn resume_giving(d: &Drive, run_id: &str, resolve: &[String], key: Option<&str>) -> Outcome {
+    let mut args = d.run_args(&["resume", run_id, "--take-over-lock"]);
+    for r in resolve {
+        args.push("--resolve".to_owned());
+        args.push(r.clone());
+    }
+    let mut c = d.command();
+    if let Some(k) = key {
+        c.env("DRCTL_OUTPUT_NEW_UNSEAL_KEY", k);
+    }
+    let o = c
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("drctl runs");
+    Outcome {
+        code: super::code(&o),
+        events: super::events(&String::from_utf8_lossy(&o.stdout)),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// The crash test of vault-unseal-rotation: `--yes`, SIGKILL at one of `steps` (from the
+/// seed, as [`Drive::crash_and_resume`]), then what the operator does by drctl's messages:
+/// an interrupted step is answered by `resolve`; a step that needs the new key, which died
+/// with the killed process (a secret output is never written down), gets it again from the
+/// `vault-unseal-key` Secret when it reached it (the key pending verification), else nobody
+/// holds it and the operator starts a new run (safe: until `verify-rekey`, the old key
+/// still unseals and the new run's rekey cancels the pending one).
+fn rotation_crash_and_recover(
+    lab: &Lab,
+    d: &Drive,
+    steps: &[String],
+    resolve: &dyn Fn(&str) -> String,
+) -> Recovery {
+    let seed = super::seed();
+    let n = steps.len() as u64;
+    let step = steps[(seed % n) as usize].clone();
+    let mid_step = (seed / n).is_multiple_of(2);
+    eprintln!(
+        "e2e vault-unseal-rotation: SIGKILL {} `{step}` (seed {seed}; replay with DRCTL_E2E_SEED={seed})",
+        if mid_step {
+            "while running"
+        } else {
+            "right after"
+        }
+    );
+    let mut cmd = d.command();
+    cmd.args(d.run_args(&["run", &d.runbook]));
+    let mut bg = super::Background::spawn(cmd);
+    let started = bg.until("run_started", |e| e["event"] == "run_started");
+    let mut run_id = started["run_id"].as_str().expect("a run id").to_owned();
+    let target = step.clone();
+    bg.until(&format!("step `{step}`"), move |e| {
+        let ev = if mid_step {
+            "step_running"
+        } else {
+            "step_finished"
+        };
+        e["event"] == ev && e["id"] == target.as_str()
+    });
+    super::signal(bg.pid(), libc::SIGKILL);
+    let (status, _, _) = bg.finish();
+    assert_eq!(status, None, "drctl was killed by the signal");
+
+    let mut resolved: Vec<String> = Vec::new();
+    let mut actions: Vec<String> = Vec::new();
+    let mut key: Option<String> = None;
+    let mut outcomes = vec![resume_giving(d, &run_id, &resolved, None)];
+    for _ in 0..6 {
+        let last = outcomes.last().expect("an outcome");
+        if last.code == 0 {
+            break;
+        }
+        let finished = |outcome: &str| {
+            last.events
+                .iter()
+                .filter(|e| e["event"] == "step_finished" && e["outcome"] == outcome)
+                .cloned()
+                .collect::<Vec<Value>>()
+        };
+        let waiting: Vec<String> = finished("needs_operator")
+            .iter()
+            .filter(|e| {
+                e["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("interrupted"))
+            })
+            .filter_map(|e| e["id"].as_str().map(str::to_owned))
+            .collect();
+        let lost = finished("failed").iter().any(|e| {
+            e["error"].as_str().is_some_and(|r| {
+                r.contains("`new_unseal_key`") && r.contains("earlier drctl process")
+            })
+        });
+        if last.code == 4 && !waiting.is_empty() {
+            for id in waiting {
+                let answer = resolve(&id);
+                resolved.push(format!("{id}={answer}"));
+                actions.push(format!("resolve {id}={answer}"));
+            }
+        } else if lost && key.is_none() && lab.secret_key() != lab.key() {
+            key = Some(lab.secret_key());
+            actions.push("gave the key from the Secret".to_owned());
+        } else if lost {
+            actions.push("started over (nobody holds the new key)".to_owned());
+            let o = d.finish(&d.run_args(&["run", &d.runbook, "--new"]));
+            run_id = o.run_id();
+            resolved.clear();
+            key = None;
+            outcomes.push(o);
+            continue;
+        } else {
+            break;
+        }
+        outcomes.push(resume_giving(d, &run_id, &resolved, key.as_deref()));
+    }
+    let last = outcomes.last().expect("an outcome");
+    last.assert_ok(&format!(
+        "recovery after SIGKILL at `{step}` (seed {seed}, {actions:?})"
+    ));
+    // The non-idempotent mutating steps ran once in the final run (twice for a re-run
+    // the operator asked for).
+    let journal = super::journal(d.state(), &run_id);
+    for (id, _) in super::non_idempotent_mutations(&d.runbook) {
+        let rec = journal["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["id"] == id.as_str());
+        let attempts = rec.and_then(|r| r["attempts"].as_u64()).unwrap_or(0);
+        // An attempt that failed because the new key was gone reached no system.
+        let lost = lost_key_failures(&outcomes, &id);
+        let rerun = resolved.iter().any(|r| r == &format!("{id}=rerun"));
+        let allowed = 1 + u64::from(rerun) + lost;
+        assert!(
+            attempts <= allowed,
+            "`{id}` ran {attempts} times after SIGKILL at `{step}` (seed {seed}, {actions:?})"
+        );
+    }
+    Recovery {
+        seed,
+        step,
+        mid_step,
+        actions,
+        outcomes,
+    }
+}
+
 #[test]
 fn vault_unseal_rotation_through_rotate_root_survives_a_sigkill_and_resume() {
     let mut lab = Lab::start(&Setup::default());
@@ -824,17 +1002,18 @@ fn vault_unseal_rotation_through_rotate_root_survives_a_sigkill_and_resume() {
         "check-unsealed",
         "rekey",
         "update-unseal-secret",
+        "verify-rekey",
         "update-offline-backup",
     ]
     .map(str::to_owned)
     .to_vec();
     let root = lab.root_token().to_owned();
     let bao = lab.bao.addr();
-    let c = d.crash_and_resume(&steps, &|step| {
-        if step == "rekey" {
-            // As an operator would (`bao operator rekey -status`): a rekey still in progress
-            // is cancelled and started again by drctl; none in progress and the Secret still
-            // holding the old key means it never completed.
+    let c = rotation_crash_and_recover(&lab, &d, &steps, &|step| {
+        if step == "verify-rekey" {
+            // As the runbook's fallback says (`bao operator rotate-keys -verify -status`): a
+            // rekey still pending verification was not verified, so the step runs again;
+            // none pending means OpenBao accepted the verification before drctl died.
             let r = http(
                 "GET",
                 &format!("{bao}/v1/sys/rotate/root/init"),
@@ -843,14 +1022,18 @@ fn vault_unseal_rotation_through_rotate_root_survives_a_sigkill_and_resume() {
             )
             .expect("OpenBao answers");
             eprintln!("resolve: rekey status {} {}", r.status, r.text());
-            return "rerun".to_owned();
+            let pending = r.json()["data"]["verification_nonce"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty());
+            return if pending { "rerun" } else { "done" }.to_owned();
         }
-        // A manual step asks the operator again; anything else only reads.
+        // The rekey (verify: false) is idempotent; a manual step asks the operator again;
+        // anything else only reads.
         "rerun".to_owned()
     });
     eprintln!(
-        "crash at {} (mid {}) resolved {:?}",
-        c.step, c.mid_step, c.resolved
+        "crash at {} (mid {}, seed {}): {:?}",
+        c.step, c.mid_step, c.seed, c.actions
     );
     assert_eq!(rekey_api_used(&audit), ["sys/rotate/root"]);
     let new_key = lab.secret_key();
@@ -862,5 +1045,6 @@ fn vault_unseal_rotation_through_rotate_root_survives_a_sigkill_and_resume() {
     );
     lab.bao.unseal(&[new_key.as_str()]);
     lab.wait_vault_pod_ready(true);
-    assert_no_secrets(&d, &[&c.outcome], &[lab.key(), &new_key, lab.root_token()]);
+    let outcomes: Vec<&Outcome> = c.outcomes.iter().collect();
+    assert_no_secrets(&d, &outcomes, &[lab.key(), &new_key, lab.root_token()]);
 }
