@@ -170,13 +170,24 @@ fn parse_pairs(list: &[String], what: &str) -> Result<BTreeMap<String, String>, 
     Ok(out)
 }
 
-/// With --yes, every decision must have an answer before step 1.
+/// With --yes, every decision that will be reached must have an answer before step 1
+/// (`--set`, `DRCTL_ANSWER_<STEP>`, or the journal). A step behind a `when` may be on a
+/// branch the run does not take: it is asked for only if reached (then the run waits for
+/// the operator, resumable).
 fn unanswered(
     rb: &Runbook,
     answers: &BTreeMap<String, String>,
     recorded: &BTreeMap<String, String>,
 ) -> Vec<String> {
     rb.main_steps()
+        .filter(|s| s.when.is_none())
+        .filter(|s| {
+            let var = format!(
+                "DRCTL_ANSWER_{}",
+                s.id.as_str().to_uppercase().replace('-', "_")
+            );
+            std::env::var_os(var).is_none()
+        })
         .filter_map(|s| {
             let has_default = match &s.action {
                 Action::Choose(c) => c.default.is_some(),
@@ -184,8 +195,12 @@ fn unanswered(
                 _ => return None,
             };
             let id = s.id.as_str();
-            (!has_default && !answers.contains_key(id) && !recorded.contains_key(id))
-                .then(|| format!("`{id}` (--set {id}=VALUE)"))
+            (!has_default && !answers.contains_key(id) && !recorded.contains_key(id)).then(|| {
+                format!(
+                    "`{id}` (--set {id}=VALUE, or DRCTL_ANSWER_{} for a secret answer)",
+                    id.to_uppercase().replace('-', "_")
+                )
+            })
         })
         .collect()
 }
@@ -698,8 +713,6 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
 
 /// Whether a step not yet done (or a cleanup step) uses the output `name` in a template.
 fn still_needed(rb: &Runbook, j: &Journal, name: &str) -> bool {
-    use crate::runbook::ActionSpec;
-    let needle = format!("outputs.{name}");
     let open = |id: &str| {
         j.step(id)
             .is_none_or(|r| !matches!(r.state, StepState::Succeeded | StepState::Skipped))
@@ -707,16 +720,5 @@ fn still_needed(rb: &Runbook, j: &Journal, name: &str) -> bool {
     rb.main_steps()
         .filter(|s| open(&s.id.value))
         .chain(rb.cleanup.iter())
-        .any(|s| {
-            let mut hit = s
-                .when
-                .as_ref()
-                .is_some_and(|w| w.as_str().contains(&needle));
-            let mut look = |t: &crate::runbook::Text, _| hit |= t.as_str().contains(&needle);
-            s.action.visit_texts(&mut look);
-            if let Some(c) = &s.check {
-                c.action.visit_texts(&mut look);
-            }
-            hit
-        })
+        .any(|s| engine::uses_output(s, name))
 }

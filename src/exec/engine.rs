@@ -46,6 +46,30 @@ pub struct Options {
     pub answers: BTreeMap<String, String>,
 }
 
+/// A secret output a step needs, lost with an earlier process.
+enum Lost {
+    No,
+    /// Run again from this step index (the step that makes it).
+    Rewind(usize),
+    /// Cannot be made again: fail the step with this error.
+    Fail(String),
+}
+
+/// Whether a step uses the output `name` in a template (action, `when`, `check`).
+pub fn uses_output(step: &Step, name: &str) -> bool {
+    let needle = format!("outputs.{name}");
+    let mut hit = step
+        .when
+        .as_ref()
+        .is_some_and(|w| w.as_str().contains(&needle));
+    let mut look = |t: &crate::runbook::Text, _| hit |= t.as_str().contains(&needle);
+    step.action.visit_texts(&mut look);
+    if let Some(c) = &step.check {
+        c.action.visit_texts(&mut look);
+    }
+    hit
+}
+
 /// What to do after a step.
 enum Flow {
     Next,
@@ -124,7 +148,10 @@ impl Engine<'_> {
         }
         let mut before_from = self.opts.from.is_some();
         let total = steps.len();
-        for (i, step) in steps.iter().enumerate() {
+        let mut i = 0;
+        while i < steps.len() {
+            let step = steps[i];
+            i += 1;
             if before_from && Some(&step.id.value) == self.opts.from.as_ref() {
                 before_from = false;
             }
@@ -151,12 +178,100 @@ impl Engine<'_> {
                 }
                 continue;
             }
-            match self.step(step, i + 1, total, false).await? {
+            match self.lost_input(&steps, i - 1)? {
+                Lost::No => {}
+                Lost::Rewind(to) => {
+                    i = to;
+                    continue;
+                }
+                Lost::Fail(error) => {
+                    if let Flow::Stop(state) =
+                        self.fail(&step.id.value, error, Instant::now(), false)?
+                    {
+                        return self.finish(state).await;
+                    }
+                    continue;
+                }
+            }
+            match self.step(step, i, total, false).await? {
                 Flow::Next => {}
                 Flow::Stop(state) => return self.finish(state).await,
             }
         }
         self.finish(RunState::Succeeded).await
+    }
+
+    /// A step still to run needs a secret output that an earlier drctl process captured
+    /// and took with it (secrets are never written down). When the step that made it is
+    /// safe to run again (idempotent or read-only), run it again, with the done steps in
+    /// between that used the old value; otherwise fail the step now, saying so (retrying
+    /// cannot bring the secret back).
+    fn lost_input(&mut self, steps: &[&Step], at: usize) -> Result<Lost, EngineError> {
+        let step = steps[at];
+        if matches!(
+            self.state_of(&step.id.value),
+            StepState::Succeeded | StepState::Skipped
+        ) {
+            return Ok(Lost::No);
+        }
+        let Some((name, maker)) = self
+            .values
+            .lost_secrets
+            .iter()
+            .find(|(name, _)| uses_output(step, name))
+            .map(|(n, m)| (n.clone(), m.clone()))
+        else {
+            return Ok(Lost::No);
+        };
+        let found = steps[..at]
+            .iter()
+            .position(|s| s.id.value == maker)
+            .filter(|&p| {
+                let s = steps[p];
+                (s.idempotent || !s.action.mutates())
+                    && self.state_of(&s.id.value) == StepState::Succeeded
+            });
+        let Some(p) = found else {
+            let error = super::context::ContextError::LostSecret { name, step: maker };
+            return Ok(Lost::Fail(error.to_string()));
+        };
+        let mut again = vec![maker.clone()];
+        for s in &steps[p + 1..at] {
+            if uses_output(s, &name) && self.state_of(&s.id.value) == StepState::Succeeded {
+                again.push(s.id.value.clone());
+            }
+        }
+        for id in &again {
+            self.mark(
+                id,
+                StepState::Pending,
+                Some(format!(
+                    "run again: the secret output `{name}` ended with an earlier drctl process"
+                )),
+                None,
+            )?;
+        }
+        self.values.lost_secrets.remove(&name);
+        self.bus.emit(RunEvent::Notice {
+            message: format!(
+                "step `{}` needs the secret output `{name}`, which ended with the earlier drctl process; step `{maker}` is safe to run again, so it runs again{}",
+                step.id.value,
+                if again.len() > 1 {
+                    format!(
+                        ", with {} that used the old value",
+                        again[1..]
+                            .iter()
+                            .map(|s| format!("`{s}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+        });
+        self.save()?;
+        Ok(Lost::Rewind(p))
     }
 
     /// Before step 1 of a run: list what the operator must hold, and test each

@@ -1712,3 +1712,92 @@ fn a_lost_secret_output_is_given_again_by_the_operator_on_resume() {
         files_containing(&state, &minted)
     );
 }
+
+#[test]
+fn a_lost_secret_output_is_made_again_when_its_step_is_safe_to_rerun() {
+    let tmp = tempdir();
+    let state = tmp.path().join("state");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("workdir");
+    let rb = fixture("engine-remint").display().to_string();
+    let o = run_drctl(
+        &state,
+        &[
+            "run",
+            &rb,
+            "--yes",
+            "--output",
+            "json",
+            "--set",
+            &set("workdir", &work),
+        ],
+    );
+    assert_eq!(code(&o), 4, "stops at the manual step\n{}", both(&o));
+    let run_id = run_id_of(&events(&stdout(&o)));
+    let first = std::fs::read_to_string(work.join("stored")).expect("stored");
+
+    let o = run_drctl(
+        &state,
+        &[
+            "resume",
+            &run_id,
+            "--yes",
+            "--confirm",
+            "pause",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", both(&o));
+    assert!(
+        stdout(&o).contains("step `mint` is safe to run again, so it runs again, with `store` that used the old value"),
+        "{}",
+        both(&o)
+    );
+    assert!(work.join("token-ok").exists(), "{}", both(&o));
+    let second = std::fs::read_to_string(work.join("stored")).expect("stored");
+    assert_ne!(first, second, "a new token was made and stored");
+    assert_eq!(count_lines(&work.join("mint-runs"), "minted"), 2);
+    assert_eq!(count_lines(&work.join("store-runs"), "stored"), 2);
+    assert!(!both(&o).contains(&second), "{}", both(&o));
+}
+
+#[test]
+fn unattended_decisions_come_from_the_environment_and_untaken_branches_are_not_asked() {
+    let tmp = tempdir();
+    let state = tmp.path().join("state");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("workdir");
+    let rb = fixture("engine-answers").display().to_string();
+    let o = drctl_cmd(&state)
+        .args(["run", &rb, "--yes", "--output", "json", "--set"])
+        .arg(set("workdir", &work))
+        .env("DRCTL_ANSWER_PICK_SOURCE", "local")
+        .stdin(Stdio::null())
+        .output()
+        .expect("drctl runs");
+    assert_eq!(code(&o), 0, "{}", both(&o));
+    assert_eq!(
+        std::fs::read_to_string(work.join("restored-from")).expect("restored"),
+        "local\n"
+    );
+    // Without the answer, --yes stops before step 1 and names it.
+    let o = run_drctl(
+        &state,
+        &[
+            "run",
+            &rb,
+            "--yes",
+            "--new",
+            "--set",
+            &set("workdir", &work),
+        ],
+    );
+    assert_eq!(code(&o), 2, "{}", both(&o));
+    assert!(
+        both(&o).contains("`pick-source` (--set pick-source=VALUE, or DRCTL_ANSWER_PICK_SOURCE"),
+        "{}",
+        both(&o)
+    );
+    assert!(!both(&o).contains("`offsite-key`"), "{}", both(&o));
+}

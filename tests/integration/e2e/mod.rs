@@ -7,6 +7,7 @@
 //! [`Outcome`] is what one drctl process reported (its JSON events). The submodules hold
 //! the tests, one per area of the lab.
 
+mod cluster_rebuild;
 mod etcd;
 mod kube;
 mod kube_nodes;
