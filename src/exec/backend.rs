@@ -147,8 +147,9 @@ impl EventBus {
             } => {
                 use super::events::StepOutcome as O;
                 let outcome = match outcome {
-                    O::Failed { error } => O::Failed {
+                    O::Failed { error, fallback } => O::Failed {
                         error: self.redactor.redact(&error),
+                        fallback: fallback.map(|f| self.redactor.redact(&f)),
                     },
                     O::Skipped { reason } => O::Skipped {
                         reason: self.redactor.redact(&reason),
@@ -176,6 +177,7 @@ impl EventBus {
                 would_run,
                 problems,
                 caveats,
+                skipped_steps,
                 report,
             } => RunEvent::RunFinished {
                 run_id,
@@ -187,6 +189,10 @@ impl EventBus {
                 would_run,
                 problems: problems.iter().map(|p| self.redactor.redact(p)).collect(),
                 caveats: caveats.iter().map(|p| self.redactor.redact(p)).collect(),
+                skipped_steps: skipped_steps
+                    .iter()
+                    .map(|p| self.redactor.redact(p))
+                    .collect(),
                 report,
             },
             other => other,

@@ -526,8 +526,19 @@ impl Engine<'_> {
         let r = Resolver::from_run(&self.values);
         let mut lines = match action {
             Action::Manual(m) => vec![r.text(&m.instructions, Sink::Shown)],
-            Action::Choose(c) => vec![r.text(&c.prompt, Sink::Shown)],
-            Action::Input(i) => vec![r.text(&i.prompt, Sink::Shown)],
+            // The prompt itself asks the question; shown here: what each answer means.
+            Action::Choose(c) => c
+                .options
+                .iter()
+                .map(|o| {
+                    let label = o.label.as_deref().unwrap_or(&o.value);
+                    match &o.description {
+                        Some(d) => format!("{}: {label} ({})", o.value, d.trim()),
+                        None => format!("{}: {label}", o.value),
+                    }
+                })
+                .collect(),
+            Action::Input(_) => Vec::new(),
             _ => Vec::new(),
         };
         lines.extend(equivalent::commands(action, &r));
@@ -832,6 +843,7 @@ impl Engine<'_> {
                     &id,
                     StepOutcome::Failed {
                         error: "interrupted (Ctrl-C)".into(),
+                        fallback: None,
                     },
                     started.elapsed(),
                 );
@@ -957,10 +969,22 @@ impl Engine<'_> {
     ) -> Result<Flow, EngineError> {
         let error = self.bus.redactor().redact(&error);
         self.mark(id, StepState::Failed, Some(error.clone()), None)?;
+        // What to do next belongs with the error, not only behind `details`.
+        let fallback = if self.opts.dry_run {
+            None
+        } else {
+            self.rb
+                .main_steps()
+                .chain(self.rb.cleanup.iter())
+                .find(|s| s.id.value == id)
+                .and_then(|s| s.fallback.as_ref())
+                .map(|f| self.render_shown(f))
+        };
         self.finished(
             id,
             StepOutcome::Failed {
                 error: error.clone(),
+                fallback,
             },
             started.elapsed(),
         );
@@ -1374,6 +1398,16 @@ impl Engine<'_> {
             would_run: count(StepState::Skipped, true),
             problems: self.journal.problems.clone(),
             caveats: self.journal.caveats.clone(),
+            skipped_steps: self
+                .journal
+                .steps
+                .iter()
+                .filter(|s| s.state == StepState::Skipped && !s.rehearsed)
+                .map(|s| match &s.message {
+                    Some(m) => format!("{}: {m}", s.id),
+                    None => s.id.clone(),
+                })
+                .collect(),
             report: self.report_hint.clone(),
         });
         Ok(self.journal)

@@ -18,6 +18,9 @@ pub enum StepOutcome {
     },
     Failed {
         error: String,
+        /// The step's `fallback`: what to do by hand (not shown in a rehearsal).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fallback: Option<String>,
     },
     /// A rehearsal: the mutation was shown, not performed.
     WouldRun,
@@ -115,6 +118,8 @@ pub enum RunEvent {
         problems: Vec<String>,
         /// Rehearsal findings that may only follow from changes it did not make.
         caveats: Vec<String>,
+        /// The steps skipped in this run, each `id: why` (a postmortem wants them named).
+        skipped_steps: Vec<String>,
         /// How to see the report.
         report: String,
     },

@@ -142,7 +142,9 @@ impl Reporter for HumanReporter {
                         indicatif::ProgressDrawTarget::stdout(),
                     );
                     let limit = timeout_secs
-                        .map(|t| format!(" of {}", secs(t * 1000)))
+                        .map(|t| {
+                            format!(" of {}", crate::runbook::Dur::human(Duration::from_secs(t)))
+                        })
                         .unwrap_or_default();
                     let style = ProgressStyle::with_template(&format!(
                         "      {{spinner}} {{elapsed}}{limit} {{msg}}"
@@ -194,8 +196,15 @@ impl Reporter for HumanReporter {
                         "      ✓ already done (its check passed)".to_owned()
                     }
                     StepOutcome::Skipped { reason } => format!("      ↷ skipped: {reason}"),
-                    StepOutcome::Failed { error } => {
-                        format!("      ✗ failed after {took}: {error}")
+                    StepOutcome::Failed { error, fallback } => {
+                        let mut s = format!("      ✗ failed after {took}: {error}");
+                        if let Some(f) = fallback {
+                            s.push_str("\n      what to do by hand:");
+                            for l in f.trim_end().lines() {
+                                s.push_str(&format!("\n        {l}"));
+                            }
+                        }
+                        s
                     }
                     StepOutcome::WouldRun => {
                         "      ~ would run (rehearsal: not performed)".to_owned()
@@ -227,6 +236,7 @@ impl Reporter for HumanReporter {
                 would_run,
                 problems,
                 caveats,
+                skipped_steps,
                 report,
             } => {
                 self.stop_spinner();
@@ -262,6 +272,9 @@ impl Reporter for HumanReporter {
                     self.line(&format!(
                         "Run {run_id} {verdict}: {succeeded} done, {skipped} skipped, {failed} failed."
                     ));
+                    for s in skipped_steps {
+                        self.line(&format!("  skipped {s}"));
+                    }
                     if !matches!(state, RunState::Succeeded) {
                         self.line(&format!("Continue with: drctl resume {run_id}"));
                     }

@@ -1537,8 +1537,8 @@ fn waiting_for_2000_applications_costs_one_list_and_one_watch() {
     assert_eq!(r.value()["count"], 2000);
     assert!(
         r.events
-            .contains("/2000 applications synced and healthy, late: app-"),
-        "progress names the late ones"
+            .contains("/2000 applications synced and healthy, waiting for: app-"),
+        "progress names the ones it waits for"
     );
     let n = admin(&sim, "GET", "requests", None);
     // One discovery request, one list, one watch (a second if the server closed it).

@@ -166,7 +166,12 @@ pub(crate) async fn get(conn: &Conn, a: &KubeGet, out: &mut Out<'_>) -> Result<V
     if all_ns {
         header.push("NAMESPACE".to_owned());
     }
-    header.extend(["NAME".to_owned(), "STATUS".to_owned(), "AGE".to_owned()]);
+    // Asked-for columns replace the summary (STATUS, AGE): both would not fit 100 columns.
+    let own = columns.is_empty();
+    header.push("NAME".to_owned());
+    if own {
+        header.extend(["STATUS".to_owned(), "AGE".to_owned()]);
+    }
     header.extend(columns.iter().map(|(c, _)| c.to_uppercase()));
     let rows: Vec<Vec<String>> = items
         .iter()
@@ -176,8 +181,10 @@ pub(crate) async fn get(conn: &Conn, a: &KubeGet, out: &mut Out<'_>) -> Result<V
                 r.push(ns_of(v).to_owned());
             }
             r.push(name_of(v).to_owned());
-            r.push(summary(v));
-            r.push(resource::age(str_at(v, "/metadata/creationTimestamp")));
+            if own {
+                r.push(summary(v));
+                r.push(resource::age(str_at(v, "/metadata/creationTimestamp")));
+            }
             for (_, p) in &columns {
                 r.push(field(v, p).map(text).unwrap_or_else(|| "<none>".into()));
             }

@@ -28,12 +28,18 @@ pub(crate) struct Verdict {
 }
 
 impl Verdict {
+    /// At the timeout: what is late.
     pub fn line(&self) -> String {
-        late_line(&self.summary, &self.late)
+        late_line(&self.summary, &self.late, "late")
+    }
+
+    /// While waiting: what it still waits for (not late yet: the timeout decides that).
+    pub fn progress(&self) -> String {
+        late_line(&self.summary, &self.late, "waiting for")
     }
 }
 
-pub(crate) fn late_line(summary: &str, late: &[String]) -> String {
+pub(crate) fn late_line(summary: &str, late: &[String], label: &str) -> String {
     const SHOWN: usize = 8;
     if late.is_empty() {
         return summary.to_owned();
@@ -47,7 +53,7 @@ pub(crate) fn late_line(summary: &str, late: &[String]) -> String {
     if late.len() > SHOWN {
         names.push_str(&format!(" and {} more", late.len() - SHOWN));
     }
-    format!("{summary}, late: {names}")
+    format!("{summary}, {label}: {names}")
 }
 
 /// Retry soon after a dropped watch: the default (800 ms doubling to 30 s) would leave a
@@ -122,7 +128,7 @@ pub(crate) async fn until(
                         let msg = e.to_string();
                         out.progress(format!(
                             "{}; watch interrupted ({msg}), resuming",
-                            if listed { last.line() } else { what.to_owned() }
+                            if listed { last.progress() } else { what.to_owned() }
                         ));
                         interrupted = Some(msg);
                         continue;
@@ -185,7 +191,7 @@ pub(crate) async fn until(
             out.line(v.summary.clone());
             return Ok(objs);
         }
-        let line = v.line();
+        let line = v.progress();
         if line != shown.0 && shown.1.elapsed() >= Duration::from_millis(250) {
             out.progress(line.clone());
             shown = (line, Instant::now());
