@@ -146,14 +146,30 @@ struct Defaults {
     skip_verify: bool,
 }
 
+/// Where `vault.kv-populate` looks up `DRCTL_KV_*` values (the process environment).
+type KvLookup = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 pub struct VaultBackend {
     defaults: Defaults,
+    /// Values for `vault.kv-populate`, by variable name (see [`kv_env_name`]).
+    kv_env: KvLookup,
 }
 
 impl VaultBackend {
     /// Defaults from the process environment (and `~/.vault-token`, as the vault CLI).
     pub fn from_env() -> Self {
         Self::from_lookup(|k| std::env::var(k).ok())
+            .with_kv_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Where `vault.kv-populate` finds `DRCTL_KV_<PATH>__<KEY>` values (`from_lookup`:
+    /// nowhere; `from_env`: the process environment).
+    pub fn with_kv_env(
+        mut self,
+        get: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.kv_env = std::sync::Arc::new(get);
+        self
     }
 
     /// Defaults from `get` (tests give a map; `from_env` the environment).
@@ -198,6 +214,7 @@ impl VaultBackend {
                 namespace: first(&["VAULT_NAMESPACE", "BAO_NAMESPACE"]),
                 skip_verify,
             },
+            kv_env: std::sync::Arc::new(|_| None),
         }
     }
 
@@ -1215,6 +1232,29 @@ fn write_private(path: &Path, text: &str) -> Res<()> {
     f.sync_all().map_err(io)
 }
 
+/// `save_to` of `vault.init`: a file that must not exist yet, in a directory that does
+/// (checked before Vault creates secrets that would have nowhere to go).
+fn check_new_file(path: &Path) -> Res<()> {
+    if path.symlink_metadata().is_ok() {
+        return Err(VaultError::Invalid(format!(
+            "{} exists already: vault.init writes the new shares and root token only to a new file (never over one); name another file or move that one away",
+            path.display()
+        )));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(VaultError::Invalid(format!(
+            "cannot write the new shares and root token to {}: {} is not a directory",
+            path.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Offers to also write the secrets to a file the operator names (mode 0600).
 fn offer_file(ctx: &ActionCtx<'_>, out: &mut Out, what: &str, doc: &Value) -> Res<()> {
     let want = ctx
@@ -1261,6 +1301,12 @@ impl VaultBackend {
                 a.threshold, a.shares
             )));
         }
+        let save_to = match &a.save_to {
+            Some(t) => Some(render(ctx, t, Sink::Shown)?.trim().to_owned()),
+            None => None,
+        }
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
         let s = conn.seal_status(ctx).await?;
         let kind = if a.recovery { "recovery" } else { "unseal key" };
         if s.initialized {
@@ -1283,23 +1329,32 @@ impl VaultBackend {
                 conn.addr, s.seal_type
             )));
         }
+        if let Some(p) = &save_to {
+            check_new_file(p)?;
+        }
         if ctx.dry_run {
             out.say(
                 ctx,
                 format!(
-                    "Vault at {} is not initialised ({} seal): would initialise it with {} {kind} shares, threshold {}; the shares and the root token would be shown once",
-                    conn.addr, s.seal_type, a.shares, a.threshold
+                    "Vault at {} is not initialised ({} seal): would initialise it with {} {kind} shares, threshold {}; the shares and the root token would be shown once{}",
+                    conn.addr,
+                    s.seal_type,
+                    a.shares,
+                    a.threshold,
+                    match &save_to {
+                        Some(p) => format!(" and written to the new file {} (mode 0600)", p.display()),
+                        None => " (an unattended run needs `save_to`, a file to write them to)".to_owned(),
+                    }
                 ),
             );
             return out.done(json!({ "address": conn.addr, "initialized": false }));
         }
-        // The new secrets must land somewhere before Vault creates them: on the terminal,
-        // or (no terminal) in the step's secret outputs.
+        // The new secrets must land somewhere the operator keeps before Vault creates them:
+        // the terminal, or the file `save_to` names. Secret outputs alone die with drctl.
         let show = ctx.operator.interactive();
-        if !show && !ctx.quiet {
+        if !show && save_to.is_none() {
             return Err(VaultError::NeedsOperator(format!(
-                "vault.init shows the new {kind} shares and root token once on a terminal, and there is none (--yes or no tty); run this step interactively, or capture `result.root_token` and `result.{}` as secret outputs",
-                if a.recovery { "recovery_keys" } else { "keys" }
+                "vault.init shows the new {kind} shares and root token once on a terminal, and there is none (--yes or no tty): nothing was initialised. Name a new file to write them to (mode 0600) in the step's `save_to` (the built-in runbooks take it from the input `init_keys_file`: --set init_keys_file=PATH), or run this step interactively"
             )));
         }
         let body = if a.recovery {
@@ -1348,6 +1403,31 @@ impl VaultBackend {
             "keys_base64": keys_b64,
             "recovery_keys": rec_b64,
         });
+        let doc = json!({
+            "address": conn.addr,
+            "root_token": result["root_token"],
+            "keys_base64": if a.recovery { Value::Null } else { result["keys_base64"].clone() },
+            "recovery_keys_base64": if a.recovery { result["recovery_keys"].clone() } else { Value::Null },
+        });
+        if let Some(p) = &save_to {
+            let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+            match write_private(p, &format!("{text}\n")) {
+                Ok(()) => out.say(
+                    ctx,
+                    format!(
+                        "wrote the {kind} shares and root token to {} (mode 0600): move them offline and delete the file",
+                        p.display()
+                    ),
+                ),
+                // Vault is initialised: the result must still come back.
+                Err(e) => out.say(
+                    ctx,
+                    format!(
+                        "WARNING: Vault is initialised but the shares and root token could not be written ({e}); they exist only in this step's secret outputs now"
+                    ),
+                ),
+            }
+        }
         if show {
             // Vault is initialised now: whatever happens on the terminal, the result
             // (and its secret outputs) must still come back.
@@ -1363,13 +1443,9 @@ impl VaultBackend {
                             a.shares, a.threshold
                         ),
                     );
-                    let doc = json!({
-                        "address": conn.addr,
-                        "root_token": result["root_token"],
-                        "keys_base64": if a.recovery { Value::Null } else { result["keys_base64"].clone() },
-                        "recovery_keys_base64": if a.recovery { result["recovery_keys"].clone() } else { Value::Null },
-                    });
-                    if let Err(e) = offer_file(ctx, &mut out, "shares and root token", &doc) {
+                    if save_to.is_none()
+                        && let Err(e) = offer_file(ctx, &mut out, "shares and root token", &doc)
+                    {
                         out.say(ctx, format!("not written to a file: {e}"));
                     }
                 }
@@ -1384,7 +1460,7 @@ impl VaultBackend {
             out.say(
                 ctx,
                 format!(
-                    "initialised: {} {kind} shares (threshold {}); no terminal, so they and the root token are only in this step's secret outputs",
+                    "initialised: {} {kind} shares (threshold {}); no terminal, so they and the root token are in the file named above and this step's secret outputs",
                     a.shares, a.threshold
                 ),
             );
@@ -1830,6 +1906,47 @@ pub fn example_secrets(repo: &Path, pattern: &str) -> Result<Vec<ExampleSecret>,
     Ok(by_path.into_values().collect())
 }
 
+/// The environment variable `vault.kv-populate` takes the value of `key` at the kv `path`
+/// (under the mount) from: `DRCTL_KV_<PATH>__<KEY>`, upper-cased, every character other
+/// than a letter or digit written `_` (`apps/immich`, `DB_PASSWORD` ->
+/// `DRCTL_KV_APPS_IMMICH__DB_PASSWORD`).
+pub fn kv_env_name(path: &str, key: &str) -> String {
+    let part = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    format!("{KV_ENV_PREFIX}{}__{}", part(path), part(key))
+}
+
+/// The prefix of [`kv_env_name`]'s variables (scrubbed from child processes).
+pub const KV_ENV_PREFIX: &str = "DRCTL_KV_";
+
+/// Two (path, key) pairs whose variable names collide cannot be told apart.
+fn kv_env_collisions(secrets: &[ExampleSecret]) -> Res<()> {
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for e in secrets {
+        for k in &e.keys {
+            let name = kv_env_name(&e.path, k);
+            let this = format!("{} {k}", e.path);
+            if let Some(other) = seen.insert(name.clone(), this.clone())
+                && other != this
+            {
+                return Err(VaultError::Invalid(format!(
+                    "`{other}` and `{this}` would both take their value from {name}: rename one of them in the example files"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A secret still to write: what the files name, what Vault holds, the keys to ask for.
 type Todo = (ExampleSecret, Option<BTreeMap<String, Value>>, Vec<String>);
 
@@ -1844,6 +1961,8 @@ impl VaultBackend {
         let repo = PathBuf::from(render(ctx, &a.repo, Sink::Shown)?.trim());
         let pattern = a.pattern.as_deref().unwrap_or("**/*.example");
         let secrets = example_secrets(&repo, pattern).map_err(VaultError::Invalid)?;
+        kv_env_collisions(&secrets)?;
+        let interactive = ctx.operator.interactive();
         let what = format!("populating `{mount}/`");
         conn.require_token(&what)?;
         let s = conn.seal_status(ctx).await?;
@@ -1913,6 +2032,18 @@ impl VaultBackend {
                     None => format!("would ask for and write {mount}/{}: {}", e.path, names(missing)),
                     Some(_) => format!("{mount}/{} exists without {}: would ask for them and write the secret with its other keys kept", e.path, names(missing)),
                 });
+                let vars: Vec<String> = missing
+                    .iter()
+                    .map(|k| {
+                        let n = kv_env_name(&e.path, k);
+                        let set = (self.kv_env)(&n).is_some();
+                        format!("{n} ({})", if set { "set" } else { "not set" })
+                    })
+                    .collect();
+                out.say(
+                    ctx,
+                    format!("  values from the environment: {}", vars.join(", ")),
+                );
             }
             return out.done(json!({ "mount": mount, "total": secrets.len(), "written": [], "present": present, "remaining": todo.iter().map(|t| &t.0.path).collect::<Vec<_>>() }));
         }
@@ -1923,24 +2054,35 @@ impl VaultBackend {
             );
             return out.done(json!({ "mount": mount, "total": secrets.len(), "written": [], "present": present, "remaining": [] }));
         }
-        if !ctx.operator.interactive() {
-            for l in remaining_text(&todo) {
-                out.say(ctx, format!("to do: {l}"));
-            }
-            return Err(VaultError::NeedsOperator(format!(
-                "{} secret(s) still to write to `{mount}/` ({}); their values are asked (masked) from the operator: run this step without --yes",
-                todo.len(),
-                todo.iter()
-                    .map(|t| t.0.path.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
         let n = todo.len();
         let mut written = Vec::new();
+        // Unattended: the secrets some of whose values are in no DRCTL_KV_* variable
+        // (left as they are), and those variables.
+        let mut blocked: Vec<Todo> = Vec::new();
+        let mut unset: Vec<String> = Vec::new();
+        let red = ctx.bus.redactor();
         let mut i = 0;
         while i < todo.len() {
             let (e, cur, missing) = &todo[i];
+            // Values from the environment first (no prompt), then the operator.
+            let mut from_env: BTreeMap<String, String> = BTreeMap::new();
+            let mut absent = Vec::new();
+            for k in missing {
+                let var = kv_env_name(&e.path, k);
+                match (self.kv_env)(&var) {
+                    Some(v) => {
+                        red.add(&v);
+                        from_env.insert(k.clone(), v);
+                    }
+                    None => absent.push(var),
+                }
+            }
+            if !interactive && !absent.is_empty() {
+                blocked.push(todo[i].clone());
+                unset.extend(absent);
+                i += 1;
+                continue;
+            }
             ctx.progress(format!(
                 "secret {}/{n}: {mount}/{}",
                 written.len() + 1,
@@ -1952,6 +2094,10 @@ impl VaultBackend {
                 .unwrap_or_default();
             let mut stop = None;
             for k in missing {
+                if let Some(v) = from_env.remove(k) {
+                    data.insert(k.clone(), v);
+                    continue;
+                }
                 match ask_secret(ctx, &format!("{mount}/{} {k}", e.path)) {
                     Ok(v) => {
                         data.insert(k.clone(), v);
@@ -1981,7 +2127,8 @@ impl VaultBackend {
                     i += 1;
                 }
                 Err(err) => {
-                    let left = remaining_text(&todo[i..]);
+                    let mut left = remaining_text(&blocked);
+                    left.extend(remaining_text(&todo[i..]));
                     out.say(
                         ctx,
                         format!(
@@ -2000,6 +2147,28 @@ impl VaultBackend {
                     return Err(err);
                 }
             }
+        }
+        if !blocked.is_empty() {
+            out.say(
+                ctx,
+                format!(
+                    "{} secret(s) written this time; still to do (their values are in no {KV_ENV_PREFIX}* variable):",
+                    written.len()
+                ),
+            );
+            for l in remaining_text(&blocked) {
+                out.say(ctx, format!("to do: {l}"));
+            }
+            return Err(VaultError::NeedsOperator(format!(
+                "{} secret(s) still to write to `{mount}/` ({}); with nobody to ask (--yes), set {} (one variable per key), or run this step without --yes to be asked (masked)",
+                blocked.len(),
+                blocked
+                    .iter()
+                    .map(|t| t.0.path.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                unset.join(", ")
+            )));
         }
         out.say(
             ctx,

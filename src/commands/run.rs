@@ -541,7 +541,11 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
     values.inputs = collected.values;
     values.scrub_env = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
-        .filter(|k| k.starts_with("DRCTL_INPUT_") || k.starts_with("DRCTL_ANSWER_"))
+        .filter(|k| {
+            k.starts_with("DRCTL_INPUT_")
+                || k.starts_with("DRCTL_ANSWER_")
+                || k.starts_with(crate::backends::vault::KV_ENV_PREFIX)
+        })
         .chain(
             rb.inputs
                 .values()

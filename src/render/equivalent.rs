@@ -406,6 +406,12 @@ pub fn commands_with_timeout(
                 a.shares,
                 if a.recovery { "recovery" } else { "unseal key" }
             ));
+            // An empty `save_to` (the runbook input's default) writes no file.
+            if let Some(p) = a.save_to.as_ref().map(|p| q(r, p)).filter(|p| p != "''") {
+                out.push(format!(
+                    "# drctl also writes them to the new file {p} (mode 0600)"
+                ));
+            }
             out.push(OPENBAO.to_owned());
         }
         Action::VaultKvPut(a) => {
@@ -458,6 +464,10 @@ pub fn commands_with_timeout(
                 "{env}vault kv put {} <path> <key>=<value>",
                 Word::flag("-mount=").then(word(r, &a.mount)).quoted()
             ));
+            out.push(
+                "# drctl takes each value from DRCTL_KV_<PATH>__<KEY> when set, else asks for it (masked)"
+                    .to_owned(),
+            );
             out.push(OPENBAO.to_owned());
         }
         Action::VaultRekey(a) => {

@@ -771,6 +771,9 @@ pub struct VaultInit {
     /// Initialise with recovery shares (for an auto-unseal seal such as AWS KMS).
     #[serde(default)]
     pub recovery: bool,
+    /// A file to create (mode 0600, never over an existing one) holding the new shares and
+    /// root token, when it renders non-empty. Required for an unattended init.
+    pub save_to: Option<Text>,
 }
 
 impl ActionSpec for VaultInit {
@@ -782,6 +785,7 @@ impl ActionSpec for VaultInit {
     }
     fn visit_texts<'a>(&'a self, f: &mut dyn FnMut(&'a Text, Sink)) {
         visit_opt(&self.addr, Sink::Shown, f);
+        visit_opt(&self.save_to, Sink::Shown, f);
     }
     fn interactive(&self) -> bool {
         true

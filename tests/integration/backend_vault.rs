@@ -328,6 +328,7 @@ fn init_shows_once_then_two_holders_unseal_past_a_bad_share_and_a_restart_keeps_
             shares: 3,
             threshold: 2,
             recovery,
+            save_to: None,
         })
     };
     // Nobody to show the keys to and no secret output to hold them: refused before init.
@@ -1335,4 +1336,259 @@ fn walk_text(dir: &std::path::Path) -> String {
         }
     }
     s
+}
+
+// ---------------------------------------------------------------------------------------
+// vault-data-loss: unattended init (save_to) and kv-populate from DRCTL_KV_* values
+// ---------------------------------------------------------------------------------------
+
+/// `perform` with a given backend (its `DRCTL_KV_*` lookup set by the test).
+fn perform_on(backend: &VaultBackend, action: &Action, op: &dyn Operator, opts: Opts) -> Run {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let redactor = Redactor::new();
+    let mut values = Values::new(
+        RunInfo {
+            id: "test-run".into(),
+            runbook: "test".into(),
+            operator: "tester".into(),
+            dry_run: opts.dry_run,
+            started_at: "now".into(),
+            failed_step: None,
+        },
+        redactor.clone(),
+    );
+    for (k, v) in &opts.inputs {
+        redactor.add(v);
+        values
+            .inputs
+            .insert((*k).to_owned(), minijinja::Value::from(v.clone()));
+    }
+    let bus = EventBus::new(redactor.clone());
+    let events = Events::default();
+    bus.add(Box::new(events.clone()));
+    let (_tx, cancel) = Cancel::never();
+    let ctx = ActionCtx {
+        step_id: "step",
+        values: &values,
+        dry_run: opts.dry_run,
+        bus: &bus,
+        cancel: &cancel,
+        timeout: opts.timeout,
+        quiet: opts.quiet,
+        operator: op,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let result = rt.block_on(backend.execute(action, &ctx));
+    let events = events.0.lock().expect("events lock").join("\n");
+    Run {
+        result,
+        events,
+        redactor,
+    }
+}
+
+#[test]
+fn unattended_init_needs_save_to_and_writes_a_new_private_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let bao = OpenBao::start();
+    let addr = bao.addr();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("init.json");
+    let init = |save_to: Option<&str>| {
+        Action::VaultInit(VaultInit {
+            addr: Some(t(&addr)),
+            shares: 3,
+            threshold: 2,
+            recovery: false,
+            save_to: save_to.map(t),
+        })
+    };
+    let backend = VaultBackend::from_lookup(|_| None);
+    // Unattended, even with secret outputs capturing the result (quiet): refused before init.
+    let quiet = || Opts {
+        quiet: true,
+        ..Default::default()
+    };
+    let r = perform_on(&backend, &init(None), &FakeOperator::unattended(), quiet());
+    assert!(
+        matches!(&r.result, Err(ActionError::NeedsOperator(m)) if m.contains("init_keys_file")),
+        "{}",
+        r.err()
+    );
+    let r = perform_on(
+        &backend,
+        &init(Some("")),
+        &FakeOperator::unattended(),
+        quiet(),
+    );
+    assert!(
+        matches!(r.result, Err(ActionError::NeedsOperator(_))),
+        "empty save_to is none"
+    );
+    assert!(!bao.seal_status().initialized, "nothing initialised");
+    // An existing file is never overwritten: refused before init, in a rehearsal too.
+    std::fs::write(&file, "keep me\n").expect("write");
+    let path = file.display().to_string();
+    for dry_run in [true, false] {
+        let r = perform_on(
+            &backend,
+            &init(Some(&path)),
+            &FakeOperator::unattended(),
+            Opts {
+                dry_run,
+                quiet: true,
+                ..Default::default()
+            },
+        );
+        assert!(r.err().contains("exists already"), "{}", r.err());
+    }
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), "keep me\n");
+    assert!(!bao.seal_status().initialized, "nothing initialised");
+    let r = perform_on(
+        &backend,
+        &init(Some(
+            &dir.path().join("no/such/dir/x.json").display().to_string(),
+        )),
+        &FakeOperator::unattended(),
+        quiet(),
+    );
+    assert!(r.err().contains("not a directory"), "{}", r.err());
+    std::fs::remove_file(&file).expect("remove");
+
+    let r = perform_on(
+        &backend,
+        &init(Some(&path)),
+        &FakeOperator::unattended(),
+        quiet(),
+    );
+    let v = r.ok().value.clone();
+    assert!(bao.seal_status().initialized, "Vault says initialised");
+    let mode = std::fs::metadata(&file)
+        .expect("the file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("JSON");
+    assert_eq!(saved["root_token"], v["root_token"]);
+    assert_eq!(saved["keys_base64"], v["keys_base64"]);
+    let root = v["root_token"].as_str().expect("a root token");
+    let visible = r.visible();
+    assert!(!visible.contains(root), "token leaked: {visible}");
+    assert!(visible.contains(&path), "the file is named: {visible}");
+}
+
+#[test]
+fn kv_populate_takes_drctl_kv_values_and_names_the_missing_ones() {
+    assert_eq!(
+        drctl::backends::vault::kv_env_name(
+            "infrastructure/velero-offsite",
+            "aws_secret_access_key"
+        ),
+        "DRCTL_KV_INFRASTRUCTURE_VELERO_OFFSITE__AWS_SECRET_ACCESS_KEY"
+    );
+    let (bao, init) = OpenBao::start_unsealed();
+    let addr = bao.addr();
+    let root = init.root_token.clone();
+    bao.enable_kv2(&root, "secret");
+    let repo = tempfile::tempdir().expect("a temp dir");
+    copy_dir(
+        &super::root().join("tests/fixtures/vault/repo"),
+        repo.path(),
+    );
+    let populate = Action::VaultKvPopulate(VaultKvPopulate {
+        addr: Some(t(&addr)),
+        token: Some(t("{{ inputs.token }}")),
+        mount: t("secret"),
+        repo: t(&repo.path().display().to_string()),
+        pattern: None,
+    });
+    let opts = |dry_run| Opts {
+        dry_run,
+        inputs: vec![("token", root.clone())],
+        ..Default::default()
+    };
+    let mut env: std::collections::BTreeMap<&str, &str> = [
+        (
+            "DRCTL_KV_INFRASTRUCTURE_CLOUDFLARE__API_TOKEN",
+            "cf-env-token",
+        ),
+        (
+            "DRCTL_KV_INFRASTRUCTURE_VELERO_OFFSITE__AWS_ACCESS_KEY_ID",
+            "AKIAENV",
+        ),
+        (
+            "DRCTL_KV_INFRASTRUCTURE_VELERO_OFFSITE__AWS_SECRET_ACCESS_KEY",
+            "velero-env-secret",
+        ),
+        ("DRCTL_KV_APPS_AUTHENTIK__SECRET_KEY", "ak-env-sk"),
+        ("DRCTL_KV_APPS_AUTHENTIK__POSTGRES_PASSWORD", "ak-env-pg"),
+        ("DRCTL_KV_APPS_IMMICH__DB_PASSWORD", "immich-env-db"),
+    ]
+    .into_iter()
+    .collect();
+    let backend = |env: &std::collections::BTreeMap<&str, &str>| {
+        let m: std::collections::BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        VaultBackend::from_lookup(|_| None).with_kv_env(move |k| m.get(k).cloned())
+    };
+    // Rehearsal: names each variable and whether it is set, never a value.
+    let r = perform_on(
+        &backend(&env),
+        &populate,
+        &FakeOperator::unattended(),
+        opts(true),
+    );
+    let l = r.ok().lines.join("\n");
+    assert!(
+        l.contains("DRCTL_KV_APPS_IMMICH__JWT_SECRET (not set)"),
+        "{l}"
+    );
+    assert!(l.contains("DRCTL_KV_APPS_IMMICH__DB_PASSWORD (set)"), "{l}");
+    assert!(!l.contains("immich-env-db"), "{l}");
+    // Unattended, one value missing: the complete secrets are written, the step stops
+    // naming the missing variable, and apps/immich is not written in part.
+    let r = perform_on(
+        &backend(&env),
+        &populate,
+        &FakeOperator::unattended(),
+        opts(false),
+    );
+    assert!(
+        matches!(&r.result, Err(ActionError::NeedsOperator(m)) if m.contains("DRCTL_KV_APPS_IMMICH__JWT_SECRET") && !m.contains("DB_PASSWORD")),
+        "{}",
+        r.err()
+    );
+    assert_eq!(
+        kv_data(&bao, &root, "infrastructure/velero-offsite").expect("written"),
+        json!({"aws_access_key_id": "AKIAENV", "aws_secret_access_key": "velero-env-secret"})
+    );
+    assert!(kv_data(&bao, &root, "apps/immich").is_none());
+    for v in env.values() {
+        assert!(!r.visible().contains(v), "a value leaked: {}", r.visible());
+        assert_eq!(r.redactor.redact(v), "****");
+    }
+    // Interactive, the missing one is asked (masked); the rest come from the environment.
+    let op = FakeOperator::new(&["immich-typed-jwt"]);
+    let r = perform_on(&backend(&env), &populate, &op, opts(false));
+    assert_eq!(r.ok().value["written"], json!(["apps/immich"]));
+    assert_eq!(op.asked(), vec!["secret/apps/immich JWT_SECRET".to_owned()]);
+    assert_eq!(
+        kv_data(&bao, &root, "apps/immich").expect("written"),
+        json!({"DB_PASSWORD": "immich-env-db", "JWT_SECRET": "immich-typed-jwt"})
+    );
+    // Everything present: nothing asked, nothing written.
+    env.clear();
+    let r = perform_on(
+        &backend(&env),
+        &populate,
+        &FakeOperator::unattended(),
+        opts(false),
+    );
+    assert_eq!(r.ok().value["written"], json!([]));
 }

@@ -66,6 +66,17 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// Two different free ports: both listeners are held until both are known, so the kernel
+/// cannot hand out the same port twice (two `free_port()` calls in a row can).
+pub fn free_port_pair() -> (u16, u16) {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let b = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    (
+        a.local_addr().expect("local addr").port(),
+        b.local_addr().expect("local addr").port(),
+    )
+}
+
 /// Whether a process with this PID exists (signal 0).
 pub fn pid_alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks for the process; no signal is sent.
@@ -476,8 +487,7 @@ impl OpenBao {
             base,
         };
         start_retrying("OpenBao", || {
-            bao.port = free_port();
-            bao.cluster_port = free_port();
+            (bao.port, bao.cluster_port) = free_port_pair();
             bao.write_config();
             bao.spawn_and_wait()
         });
@@ -1282,8 +1292,7 @@ impl Etcd {
             base,
         };
         start_retrying("etcd", || {
-            e.client_port = free_port();
-            e.peer_port = free_port();
+            (e.client_port, e.peer_port) = free_port_pair();
             if let Some(snap) = snapshot {
                 let _ = std::fs::remove_dir_all(&e.data_dir);
                 etcd_snapshot_restore(snap, &e.data_dir, Self::NAME, &e.peer_url());
@@ -1421,8 +1430,7 @@ impl EtcdSupervisor {
             peer_port: 0,
             base,
         };
-        s.client_port = free_port();
-        s.peer_port = free_port();
+        (s.client_port, s.peer_port) = free_port_pair();
         let mut cmd = Command::new(python());
         cmd.arg(&script)
             .arg("--manifests")
