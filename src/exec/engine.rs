@@ -533,7 +533,11 @@ impl Engine<'_> {
                 .map(|o| {
                     let label = o.label.as_deref().unwrap_or(&o.value);
                     match &o.description {
-                        Some(d) => format!("{}: {label} ({})", o.value, d.trim()),
+                        Some(d) => format!(
+                            "{}: {label} — {}",
+                            o.value,
+                            d.split_whitespace().collect::<Vec<_>>().join(" ")
+                        ),
                         None => format!("{}: {label}", o.value),
                     }
                 })
@@ -1151,6 +1155,11 @@ impl Engine<'_> {
                         valid.join(", ")
                     )));
                 }
+                // Shown also when it came from --set, DRCTL_ANSWER_* or the default.
+                self.bus.emit(RunEvent::StepOutput {
+                    id: id.clone(),
+                    line: format!("answer: {value}"),
+                });
                 return Ok(ActionResult {
                     value: serde_json::json!({ "value": value }),
                     lines: vec![format!("chose {value}")],
