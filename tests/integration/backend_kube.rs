@@ -18,6 +18,7 @@ use drctl::secret::Redactor;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::e2e::kget;
 use super::lab::{KubeSim, http};
 
 // ---------------------------------------------------------------------------------------
@@ -224,22 +225,6 @@ fn get(yaml: &str) -> Action {
 }
 fn wait(yaml: &str) -> Action {
     Action::KubeWait(act(yaml))
-}
-
-/// `kubectl get -o json` of one object, None when it does not exist.
-fn kget(sim: &KubeSim, args: &[&str]) -> Option<Value> {
-    let o = sim
-        .kubectl()
-        .args(["get", "-o", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    if !o.status.success() {
-        let e = String::from_utf8_lossy(&o.stderr);
-        assert!(e.contains("NotFound") || e.contains("not found"), "{e}");
-        return None;
-    }
-    Some(serde_json::from_slice(&o.stdout).unwrap())
 }
 
 fn admin(sim: &KubeSim, method: &str, path: &str, body: Option<Value>) -> Value {

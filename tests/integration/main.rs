@@ -14,6 +14,7 @@ mod lab;
 mod print;
 mod pty;
 mod schema;
+mod term;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

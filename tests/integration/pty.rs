@@ -5,246 +5,25 @@
 //! Keys are sent only once the prompt is on the screen *and* drctl reads the terminal
 //! (echo switched off by the prompt), so nothing typed is echoed or flushed by accident.
 
-use std::io::ErrorKind;
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use expectrl::process::unix::WaitStatus;
-use expectrl::session::OsSession;
-use expectrl::{Expect, Session};
 use serde_json::Value;
 
 use super::engine::{
-    Background, both, code, count_lines, descendants, fixture, journal, journal_path, only_run,
-    run_drctl, run_id_of, signal, step, step_state, wait_for, wait_gone,
+    Background, both, code, count_lines, descendants, drctl_cmd, fixture, journal, journal_path,
+    only_run, run_drctl, run_id_of, signal, step, step_state, wait_for, wait_gone,
 };
-use super::root;
+use super::term::{ENTER, Pty};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-const DOWN: &str = "\x1b[B";
-const ENTER: &str = "\r";
 
-/// drctl on a pseudo-terminal, with everything it wrote kept.
-struct Pty {
-    s: OsSession,
-    raw: Vec<u8>,
-    /// Where the next `expect` starts looking, in the text without escape sequences.
-    cursor: usize,
-    eof: bool,
-}
-
-/// The text without terminal escape sequences; an unfinished sequence at the end is left
-/// out (it is completed by a later read).
-fn strip_ansi(raw: &[u8]) -> String {
-    let s = String::from_utf8_lossy(raw);
-    let mut out = String::with_capacity(s.len());
-    let mut it = s.chars().peekable();
-    while let Some(c) = it.next() {
-        if c != '\x1b' {
-            out.push(c);
-            continue;
-        }
-        match it.next() {
-            // CSI: parameters, then a final byte in @..~
-            Some('[') => loop {
-                match it.next() {
-                    Some(f) if ('@'..='~').contains(&f) => break,
-                    Some(_) => {}
-                    None => return out,
-                }
-            },
-            // OSC: up to BEL or ESC \
-            Some(']') => loop {
-                match it.next() {
-                    Some('\x07') => break,
-                    Some('\x1b') => {
-                        it.next();
-                        break;
-                    }
-                    Some(_) => {}
-                    None => return out,
-                }
-            },
-            Some(_) => {}
-            None => return out,
-        }
-    }
-    out
-}
-
-impl Pty {
-    fn spawn(state: &Path, args: &[&str], envs: &[(&str, &str)]) -> Pty {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_drctl"));
-        cmd.args(args)
-            .current_dir(root())
-            .env_remove("DRCTL_RUNBOOKS")
-            .env("TERM", "xterm")
-            .env("NO_COLOR", "1")
-            .env("DRCTL_STATE_DIR", state);
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("DRCTL_INPUT_") {
-                cmd.env_remove(k);
-            }
-        }
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let mut s = Session::spawn(cmd).expect("drctl starts on a pseudo-terminal");
-        s.get_process_mut()
-            .set_window_size(120, 40)
-            .expect("set the terminal size");
-        Pty {
-            s,
-            raw: Vec::new(),
-            cursor: 0,
-            eof: false,
-        }
-    }
-
-    /// Read whatever is there without blocking.
-    fn pump(&mut self) {
-        let mut buf = [0u8; 4096];
-        while !self.eof {
-            match self.s.try_read(&mut buf) {
-                Ok(0) => self.eof = true,
-                Ok(n) => self.raw.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                // EIO: the other side of the terminal is closed.
-                Err(_) => self.eof = true,
-            }
-        }
-    }
-
-    fn screen(&self) -> String {
-        strip_ansi(&self.raw)
-    }
-
-    /// Wait for `needle` after what earlier calls matched.
-    fn expect(&mut self, needle: &str) {
-        let t = Instant::now();
-        loop {
-            self.pump();
-            let text = self.screen();
-            if let Some(i) = text.get(self.cursor..).and_then(|t| t.find(needle)) {
-                self.cursor += i + needle.len();
-                return;
-            }
-            assert!(
-                !self.eof,
-                "drctl ended before showing {needle:?}; the screen:\n{}",
-                text
-            );
-            assert!(
-                t.elapsed() < TIMEOUT,
-                "no {needle:?} after {TIMEOUT:?}; the screen:\n{}",
-                text
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Whether a thread of drctl is blocked in `read` on its terminal. The pseudo-terminal
-    /// starts with echo off, so "echo off" alone does not prove a prompt has set up (a
-    /// password prompt's TCSAFLUSH discards what was typed before it).
-    fn reading_terminal(&self) -> bool {
-        let pid = self.s.get_process().pid().as_raw();
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            return false;
-        };
-        tasks.filter_map(Result::ok).any(|t| {
-            let Ok(sc) = std::fs::read_to_string(t.path().join("syscall")) else {
-                return false;
-            };
-            let mut f = sc.split_whitespace();
-            // x86_64: read is syscall 0; the first argument is the fd (hex).
-            if f.next() != Some("0") {
-                return false;
-            }
-            let Some(fd) = f
-                .next()
-                .and_then(|x| i64::from_str_radix(x.trim_start_matches("0x"), 16).ok())
-            else {
-                return false;
-            };
-            std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
-                .map(|l| {
-                    let l = l.to_string_lossy();
-                    l.starts_with("/dev/pts/") || l == "/dev/tty"
-                })
-                .unwrap_or(false)
-        })
-    }
-
-    /// Wait until drctl reads the terminal: its prompt switched echo off (and, for a
-    /// password prompt, which discards earlier input, it is blocked reading the terminal).
-    fn wait_reading_for(&mut self, password: bool) {
-        let t = Instant::now();
-        loop {
-            self.pump();
-            if !self
-                .s
-                .get_process()
-                .get_echo()
-                .expect("read the terminal mode")
-                && (!password || self.reading_terminal())
-            {
-                return;
-            }
-            assert!(!self.eof, "drctl ended; the screen:\n{}", self.screen());
-            assert!(
-                t.elapsed() < TIMEOUT,
-                "drctl does not read the terminal; the screen:\n{}",
-                self.screen()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn wait_reading(&mut self) {
-        self.wait_reading_for(false);
-    }
-
-    /// Type, once drctl listens.
-    fn send(&mut self, keys: &str) {
-        self.wait_reading();
-        self.s.send(keys).expect("type on the terminal");
-    }
-
-    /// Type a secret at a masked prompt, once it is set up.
-    fn send_secret(&mut self, keys: &str) {
-        self.wait_reading_for(true);
-        self.s.send(keys).expect("type on the terminal");
-    }
-
-    /// In a select list that has just been drawn, move down `n` items (waiting for each
-    /// redraw) and press Enter.
-    fn pick(&mut self, items: &[&str], n: usize) {
-        for item in items.iter().take(n + 1).skip(1) {
-            self.send(DOWN);
-            self.expect(&format!("❯ {item}"));
-        }
-        self.send(ENTER);
-    }
-
-    /// Wait for the end; the exit code.
-    fn exit_code(&mut self) -> i32 {
-        let t = Instant::now();
-        while !self.eof {
-            self.pump();
-            assert!(
-                t.elapsed() < TIMEOUT,
-                "drctl did not end; the screen:\n{}",
-                self.screen()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        match self.s.get_process().wait().expect("wait for drctl") {
-            WaitStatus::Exited(_, c) => c,
-            other => panic!("drctl ended with {other:?}; the screen:\n{}", self.screen()),
-        }
-    }
+/// drctl with `args` on a 120-column terminal, state in `state`, no input from the
+/// environment but `envs`.
+fn spawn(state: &Path, args: &[&str], envs: &[(&str, &str)]) -> Pty {
+    let mut cmd = drctl_cmd(state);
+    cmd.args(args).envs(envs.iter().copied());
+    Pty::spawn(cmd, 120, TIMEOUT)
 }
 
 fn secret() -> String {
@@ -262,7 +41,7 @@ const CONFIRM_ITEMS: [&str; 4] = ["run", "skip", "abort", "details"];
 fn start(state: &Path, work: &Path, token: &str) -> Pty {
     let rb = fixture("engine-pty").display().to_string();
     let wd = format!("workdir={}", work.display());
-    let mut p = Pty::spawn(
+    let mut p = spawn(
         state,
         &["run", &rb, "--set", &wd],
         &[("ENGINE_TEST_EXPECTED_TOKEN", token)],
@@ -282,9 +61,7 @@ fn an_operator_answers_every_kind_of_prompt_on_a_terminal() {
     let mut p = start(&state, &work, &token);
 
     // The read-only step runs without a question; the mutation asks: Enter on "run".
-    p.expect("Run step `apply` (shell)?");
-    p.expect("❯ run");
-    p.send(ENTER);
+    p.confirm_run("Run step `apply` (shell)?");
     // The next mutation: arrow down to "skip", Enter.
     p.expect("Run step `risky` (shell)?");
     p.expect("❯ run");
@@ -431,7 +208,7 @@ fn an_operator_marks_an_interrupted_step_done_after_checking() {
     );
 
     // The operator resumes on a terminal, checks, and says it is done.
-    let mut p = Pty::spawn(&state, &["resume", &run_id, "--take-over-lock"], &[]);
+    let mut p = spawn(&state, &["resume", &run_id, "--take-over-lock"], &[]);
     p.expect("Step `long` (Long (runs once, takes a while)) was running when drctl stopped");
     p.expect("What now?");
     p.expect("❯ re-run it");
@@ -446,9 +223,7 @@ fn an_operator_marks_an_interrupted_step_done_after_checking() {
         1,
     );
     for s in ["five", "six"] {
-        p.expect(&format!("Run step `{s}` (shell)?"));
-        p.expect("❯ run");
-        p.send(ENTER);
+        p.confirm_run(&format!("Run step `{s}` (shell)?"));
     }
     let exit = p.exit_code();
     let screen = p.screen();

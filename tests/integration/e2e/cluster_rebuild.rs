@@ -10,7 +10,7 @@
 //! works only through the kubeconfig `make k8s-kubeconfig` wrote and `kube.use` switched to.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -346,8 +346,7 @@ impl Lab {
         let mut secrets = vec![self.kms_creds.0.clone(), self.kms_creds.1.clone()];
         secrets.push(self.offsite_creds.1.clone());
         secrets.push(self.offsite_creds.0.clone());
-        let mut files = Vec::new();
-        walk(d.state(), &mut files);
+        let files = super::files_under(d.state());
         assert!(!files.is_empty(), "the state directory holds the run");
         for f in files {
             let text = String::from_utf8_lossy(&std::fs::read(&f).expect("read a state file"))
@@ -425,20 +424,6 @@ fn base64_decode(s: &str) -> Vec<u8> {
         }
     }
     out
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.filter_map(Result::ok) {
-        let p = e.path();
-        if p.is_dir() {
-            walk(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
 }
 
 /// A Velero backup in a bucket as Velero lays it out (`PREFIX/backups/NAME/velero-backup.json`)
@@ -687,207 +672,17 @@ fn sigkill_at_a_random_step_then_resume_offsite() {
 // An operator at a terminal (expectrl): every prompt answered by typing.
 // ---------------------------------------------------------------------------------------
 
-mod pty {
-    use std::io::ErrorKind;
-    use std::time::{Duration, Instant};
-
-    use expectrl::process::unix::WaitStatus;
-    use expectrl::session::OsSession;
-    use expectrl::{Expect, Session};
-
-    const TIMEOUT: Duration = Duration::from_secs(120);
-    pub const DOWN: &str = "\x1b[B";
-    pub const ENTER: &str = "\r";
-
-    /// drctl on a pseudo-terminal, with everything it wrote kept (as tests/integration/pty.rs).
-    pub struct Pty {
-        s: OsSession,
-        pub raw: Vec<u8>,
-        cursor: usize,
-        eof: bool,
-    }
-
-    /// The text without CSI/OSC escape sequences.
-    pub fn strip_ansi(raw: &[u8]) -> String {
-        let s = String::from_utf8_lossy(raw);
-        let mut out = String::with_capacity(s.len());
-        let mut it = s.chars();
-        while let Some(c) = it.next() {
-            if c != '\x1b' {
-                out.push(c);
-                continue;
-            }
-            match it.next() {
-                Some('[') => {
-                    for f in it.by_ref() {
-                        if ('@'..='~').contains(&f) {
-                            break;
-                        }
-                    }
-                }
-                Some(']') => {
-                    while let Some(f) = it.next() {
-                        if f == '\x07' {
-                            break;
-                        }
-                        if f == '\x1b' {
-                            it.next();
-                            break;
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        out
-    }
-
-    impl Pty {
-        pub fn spawn(cmd: std::process::Command) -> Pty {
-            let mut s = Session::spawn(cmd).expect("drctl starts on a pseudo-terminal");
-            s.get_process_mut()
-                .set_window_size(120, 40)
-                .expect("set the terminal size");
-            Pty {
-                s,
-                raw: Vec::new(),
-                cursor: 0,
-                eof: false,
-            }
-        }
-
-        fn pump(&mut self) {
-            let mut buf = [0u8; 4096];
-            while !self.eof {
-                match self.s.try_read(&mut buf) {
-                    Ok(0) => self.eof = true,
-                    Ok(n) => self.raw.extend_from_slice(&buf[..n]),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => self.eof = true,
-                }
-            }
-        }
-
-        pub fn screen(&self) -> String {
-            strip_ansi(&self.raw)
-        }
-
-        /// Wait for `needle` after what earlier calls matched.
-        pub fn expect(&mut self, needle: &str) {
-            let t = Instant::now();
-            loop {
-                self.pump();
-                let text = self.screen();
-                if let Some(i) = text.get(self.cursor..).and_then(|t| t.find(needle)) {
-                    self.cursor += i + needle.len();
-                    return;
-                }
-                assert!(
-                    !self.eof,
-                    "drctl ended before {needle:?}; the screen:\n{text}"
-                );
-                assert!(
-                    t.elapsed() < TIMEOUT,
-                    "no {needle:?} after {TIMEOUT:?}; the screen:\n{text}"
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-
-        /// Whether a thread of drctl is blocked reading its terminal (x86_64 `read`).
-        fn reading_terminal(&self) -> bool {
-            let pid = self.s.get_process().pid().as_raw();
-            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-                return false;
-            };
-            tasks.filter_map(Result::ok).any(|t| {
-                let Ok(sc) = std::fs::read_to_string(t.path().join("syscall")) else {
-                    return false;
-                };
-                let mut f = sc.split_whitespace();
-                if f.next() != Some("0") {
-                    return false;
-                }
-                let Some(fd) = f
-                    .next()
-                    .and_then(|x| i64::from_str_radix(x.trim_start_matches("0x"), 16).ok())
-                else {
-                    return false;
-                };
-                std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
-                    .map(|l| {
-                        let l = l.to_string_lossy();
-                        l.starts_with("/dev/pts/") || l == "/dev/tty"
-                    })
-                    .unwrap_or(false)
-            })
-        }
-
-        /// Wait until the prompt reads the terminal (echo off; for a masked prompt, which
-        /// discards earlier input, blocked in `read` too).
-        fn wait_reading(&mut self, password: bool) {
-            let t = Instant::now();
-            loop {
-                self.pump();
-                if !self
-                    .s
-                    .get_process()
-                    .get_echo()
-                    .expect("read the terminal mode")
-                    && (!password || self.reading_terminal())
-                {
-                    return;
-                }
-                assert!(!self.eof, "drctl ended; the screen:\n{}", self.screen());
-                assert!(
-                    t.elapsed() < TIMEOUT,
-                    "drctl does not read the terminal; the screen:\n{}",
-                    self.screen()
-                );
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-
-        pub fn send(&mut self, keys: &str) {
-            self.wait_reading(false);
-            self.s.send(keys).expect("type on the terminal");
-        }
-
-        pub fn send_secret(&mut self, keys: &str) {
-            self.wait_reading(true);
-            self.s.send(keys).expect("type on the terminal");
-        }
-
-        pub fn exit_code(&mut self) -> i32 {
-            let t = Instant::now();
-            while !self.eof {
-                self.pump();
-                assert!(
-                    t.elapsed() < TIMEOUT,
-                    "drctl did not end; the screen:\n{}",
-                    self.screen()
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            match self.s.get_process().wait().expect("wait for drctl") {
-                WaitStatus::Exited(_, c) => c,
-                other => panic!("drctl ended with {other:?}; the screen:\n{}", self.screen()),
-            }
-        }
-    }
-}
+const PTY_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[test]
 fn an_operator_rebuilds_from_offsite_on_a_terminal() {
-    use pty::{DOWN, ENTER, Pty};
+    use crate::term::{ENTER, Pty};
     let lab = Lab::start(Broken::Nothing);
     // The same drive as the unattended runs, but no --yes, no --set answers and no
     // DRCTL_INPUT_* / DRCTL_ANSWER_* secrets: the operator types them.
     let d = lab.drive("offsite");
     let mut cmd = d.command();
-    cmd.env("TERM", "xterm")
-        .env_remove("DRCTL_INPUT_KMS_AWS_ACCESS_KEY_ID")
+    cmd.env_remove("DRCTL_INPUT_KMS_AWS_ACCESS_KEY_ID")
         .env_remove("DRCTL_INPUT_KMS_AWS_SECRET_ACCESS_KEY")
         .env_remove("DRCTL_ANSWER_OFFSITE_ACCESS_KEY_ID")
         .env_remove("DRCTL_ANSWER_OFFSITE_SECRET_ACCESS_KEY")
@@ -906,7 +701,7 @@ fn an_operator_rebuilds_from_offsite_on_a_terminal() {
     ] {
         cmd.arg("--set").arg(format!("{k}={v}"));
     }
-    let mut p = Pty::spawn(cmd);
+    let mut p = Pty::spawn(cmd, 120, PTY_TIMEOUT);
     // The masked inputs of the run.
     p.expect("kms_aws_access_key_id (");
     p.send_secret(&format!("{}{ENTER}", lab.kms_creds.0));
@@ -918,16 +713,18 @@ fn an_operator_rebuilds_from_offsite_on_a_terminal() {
         "fetch-kubeconfig` (shell)?",
         "create-kms-secret` (kube.secret)?",
     ] {
-        p.expect(&format!("Run step `{step}"));
-        p.expect("❯ run");
-        p.send(ENTER);
+        p.confirm_run(&format!("Run step `{step}"));
     }
     // The decision: the NAS is lost.
     p.expect("? Where do you restore from?");
     p.expect("❯ local: Local MinIO (NAS intact)");
-    p.send(DOWN);
-    p.expect("❯ offsite: Offsite AWS S3 (NAS lost or unavailable)");
-    p.send(ENTER);
+    p.pick(
+        &[
+            "local: Local MinIO (NAS intact)",
+            "offsite: Offsite AWS S3 (NAS lost or unavailable)",
+        ],
+        1,
+    );
     p.expect("? AWS access key ID of the offsite IAM user");
     p.send_secret(&format!("{}{ENTER}", lab.offsite_creds.0));
     p.expect("? AWS secret access key of the offsite IAM user");
@@ -936,9 +733,7 @@ fn an_operator_rebuilds_from_offsite_on_a_terminal() {
         "create-offsite-credentials` (kube.secret)?",
         "restore-offsite` (velero.restore)?",
     ] {
-        p.expect(&format!("Run step `{step}"));
-        p.expect("❯ run");
-        p.send(ENTER);
+        p.confirm_run(&format!("Run step `{step}"));
     }
     p.expect("finished:");
     let exit = p.exit_code();

@@ -12,14 +12,11 @@ use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-use expectrl::process::unix::WaitStatus;
-use expectrl::session::OsSession;
-use expectrl::{Expect, Session};
+use std::time::Duration;
 
 use super::{Drive, Outcome};
 use crate::lab::{EtcdSupervisor, KubeSim, Moto, Sshd, wait_until};
+use crate::term::{ENTER, Pty};
 
 const BUCKET: &str = "velero-offsite-homelab";
 const PREFIX: &str = "etcd-snapshots/";
@@ -465,15 +462,19 @@ fn etcd_restore_rehearsal_names_an_unreachable_control_plane() {
     lab.assert_untouched("after the rehearsal");
 }
 
-#[test]
-fn etcd_restore_runs_to_the_end_from_s3_with_the_pki_lost() {
-    let lab = Lab::start(Bucket::SnapshotAndPki, true);
-    let d = lab
-        .drive()
+/// From S3 with the PKI lost, every change confirmed.
+fn s3_drive(lab: &Lab) -> Drive {
+    lab.drive()
         .set("choose-pki", "lost")
         .set("choose-source", "s3")
         .confirm("stop-control-plane")
-        .confirm("restore-snapshot");
+        .confirm("restore-snapshot")
+}
+
+#[test]
+fn etcd_restore_runs_to_the_end_from_s3_with_the_pki_lost() {
+    let lab = Lab::start(Bucket::SnapshotAndPki, true);
+    let d = s3_drive(&lab);
     let r = d.run();
     r.assert_ok("full run");
     assert_eq!(r.outcome_of("copy-from-nas").as_deref(), Some("skipped"));
@@ -503,12 +504,7 @@ fn s3_steps() -> Vec<String> {
 #[test]
 fn etcd_restore_killed_at_a_random_step_resumes_to_the_same_state() {
     let lab = Lab::start(Bucket::SnapshotAndPki, true);
-    let d = lab
-        .drive()
-        .set("choose-pki", "lost")
-        .set("choose-source", "s3")
-        .confirm("stop-control-plane")
-        .confirm("restore-snapshot");
+    let d = s3_drive(&lab);
     let c = d.crash_and_resume(&s3_steps(), &|step| lab.resolve(step));
     eprintln!(
         "killed at {} ({}), resolved {:?}",
@@ -536,156 +532,6 @@ fn etcd_restore_killed_at_a_random_step_resumes_to_the_same_state() {
 // ---------------------------------------------------------------------------------------------
 
 const PTY_TIMEOUT: Duration = Duration::from_secs(120);
-const DOWN: &str = "\x1b[B";
-const ENTER: &str = "\r";
-
-/// drctl on a pseudo-terminal (the same technique as tests/integration/pty.rs).
-struct Pty {
-    s: OsSession,
-    raw: Vec<u8>,
-    cursor: usize,
-    eof: bool,
-}
-
-/// The text without terminal escape sequences.
-fn strip_ansi(raw: &[u8]) -> String {
-    let s = String::from_utf8_lossy(raw);
-    let mut out = String::with_capacity(s.len());
-    let mut it = s.chars();
-    while let Some(c) = it.next() {
-        if c != '\x1b' {
-            out.push(c);
-            continue;
-        }
-        match it.next() {
-            Some('[') => loop {
-                match it.next() {
-                    Some(f) if ('@'..='~').contains(&f) => break,
-                    Some(_) => {}
-                    None => return out,
-                }
-            },
-            Some(']') => loop {
-                match it.next() {
-                    Some('\x07') => break,
-                    Some('\x1b') => {
-                        it.next();
-                        break;
-                    }
-                    Some(_) => {}
-                    None => return out,
-                }
-            },
-            Some(_) => {}
-            None => return out,
-        }
-    }
-    out
-}
-
-impl Pty {
-    fn spawn(d: &Drive, args: &[String]) -> Pty {
-        let mut cmd = d.command();
-        cmd.args(args).env("TERM", "xterm");
-        let mut s = Session::spawn(cmd).expect("drctl starts on a pseudo-terminal");
-        s.get_process_mut()
-            .set_window_size(140, 40)
-            .expect("set the terminal size");
-        Pty {
-            s,
-            raw: Vec::new(),
-            cursor: 0,
-            eof: false,
-        }
-    }
-
-    fn pump(&mut self) {
-        let mut buf = [0u8; 4096];
-        while !self.eof {
-            match self.s.try_read(&mut buf) {
-                Ok(0) => self.eof = true,
-                Ok(n) => self.raw.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => self.eof = true,
-            }
-        }
-    }
-
-    fn screen(&self) -> String {
-        strip_ansi(&self.raw)
-    }
-
-    /// Wait for `needle` after what earlier calls matched.
-    fn expect(&mut self, needle: &str) {
-        let t = Instant::now();
-        loop {
-            self.pump();
-            let text = self.screen();
-            if let Some(i) = text.get(self.cursor..).and_then(|t| t.find(needle)) {
-                self.cursor += i + needle.len();
-                return;
-            }
-            assert!(
-                !self.eof,
-                "drctl ended before {needle:?}; the screen:\n{text}"
-            );
-            assert!(
-                t.elapsed() < PTY_TIMEOUT,
-                "no {needle:?} after {PTY_TIMEOUT:?}; the screen:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Type once drctl's prompt listens (it switches echo off).
-    fn send(&mut self, keys: &str) {
-        let t = Instant::now();
-        loop {
-            self.pump();
-            if !self
-                .s
-                .get_process()
-                .get_echo()
-                .expect("read the terminal mode")
-            {
-                break;
-            }
-            assert!(!self.eof, "drctl ended; the screen:\n{}", self.screen());
-            assert!(
-                t.elapsed() < PTY_TIMEOUT,
-                "drctl does not read the terminal; the screen:\n{}",
-                self.screen()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        self.s.send(keys).expect("type on the terminal");
-    }
-
-    /// Confirm the mutation `step` (Enter on "run").
-    fn run_step(&mut self, step: &str) {
-        self.expect(&format!("Run step `{step}`"));
-        self.expect("❯ run");
-        self.send(ENTER);
-    }
-
-    fn exit_code(&mut self) -> i32 {
-        let t = Instant::now();
-        while !self.eof {
-            self.pump();
-            assert!(
-                t.elapsed() < PTY_TIMEOUT,
-                "drctl did not end; the screen:\n{}",
-                self.screen()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        match self.s.get_process().wait().expect("wait for drctl") {
-            WaitStatus::Exited(_, c) => c,
-            other => panic!("drctl ended with {other:?}; the screen:\n{}", self.screen()),
-        }
-    }
-}
 
 /// The NAS branch with the PKI intact, answered at the terminal: both decisions picked
 /// from their lists, the snapshot copied "from the NAS" when the manual step asks, every
@@ -699,16 +545,16 @@ fn etcd_restore_interactive_from_the_nas_on_a_terminal() {
         args.push("--set".to_owned());
         args.push(format!("{k}={v}"));
     }
-    let mut p = Pty::spawn(&d, &args);
+    let mut cmd = d.command();
+    cmd.args(&args);
+    let mut p = Pty::spawn(cmd, 140, PTY_TIMEOUT);
 
     p.expect("State of the certificates in");
     p.expect("❯ intact");
     p.send(ENTER);
     p.expect("Retrieve the snapshot from");
     p.expect("❯ s3");
-    p.send(DOWN);
-    p.expect("❯ nas");
-    p.send(ENTER);
+    p.pick(&["s3", "nas"], 1);
 
     // The manual step: the operator copies the snapshot from "the NAS" (the lab's copy of
     // it), then says it is done; its check then finds the file on the node.
@@ -720,9 +566,9 @@ fn etcd_restore_interactive_from_the_nas_on_a_terminal() {
     std::fs::set_permissions(&on_node, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     p.send(ENTER);
 
-    p.run_step("stop-control-plane");
-    p.run_step("restore-snapshot");
-    p.run_step("start-control-plane");
+    p.confirm_run("Run step `stop-control-plane`");
+    p.confirm_run("Run step `restore-snapshot`");
+    p.confirm_run("Run step `start-control-plane`");
     p.expect("finished:");
     let code = p.exit_code();
     let screen = p.screen();

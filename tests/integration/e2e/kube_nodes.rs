@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Drive, Outcome};
+use super::{Drive, assert_never_written, condition, kget, kitems, object_name};
 use crate::lab::{KubeSim, Sshd, kubectl_path};
 
 /// Generous: the machine is shared by several compiling engineers.
@@ -53,91 +53,8 @@ fn kubectl_for(kubeconfig: &Path, cache: &Path) -> Command {
     c
 }
 
-/// `kubectl get -o json ARGS`; None when the object does not exist.
-fn kget(sim: &KubeSim, args: &[&str]) -> Option<Value> {
-    let o = sim
-        .kubectl()
-        .args(["get", "-o", "json"])
-        .args(args)
-        .output()
-        .expect("run kubectl get");
-    if !o.status.success() {
-        let e = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            e.contains("NotFound") || e.contains("not found"),
-            "kubectl get {args:?}: {e}"
-        );
-        return None;
-    }
-    Some(serde_json::from_slice(&o.stdout).expect("kubectl prints JSON"))
-}
-
-fn kitems(sim: &KubeSim, args: &[&str]) -> Vec<Value> {
-    kget(sim, args)
-        .and_then(|l| l["items"].as_array().cloned())
-        .unwrap_or_default()
-}
-
-fn condition(obj: &Value, kind: &str) -> Option<String> {
-    obj["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == kind)
-        .and_then(|c| c["status"].as_str().map(str::to_owned))
-}
-
-fn name(obj: &Value) -> String {
-    obj["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    assert!(
-        crate::lab::wait_until(LAB_DEADLINE, &mut cond),
-        "the lab never reached: {what}"
-    );
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-/// `secret` absent from the outputs of drctl and from every file of its state directory.
-fn assert_never_written(d: &Drive, outcomes: &[&Outcome], secret: &str) {
-    for o in outcomes {
-        for e in &o.events {
-            assert!(
-                !e.to_string().contains(secret),
-                "a secret reached drctl's output: {e}"
-            );
-        }
-        assert!(
-            !o.stderr.contains(secret),
-            "a secret reached drctl's stderr"
-        );
-    }
-    for f in files_under(d.state()) {
-        let bytes = std::fs::read(&f).unwrap_or_default();
-        assert!(
-            !String::from_utf8_lossy(&bytes).contains(secret),
-            "a secret was written to {}",
-            f.display()
-        );
-    }
+fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    super::eventually_within(LAB_DEADLINE, what, cond);
 }
 
 /// The state of step `id` in the journal of any run under `state` ("running", ...).
@@ -229,7 +146,7 @@ fn nfs_kubelet(sim: &KubeSim, exports: PathBuf) -> Worker {
         let list: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
         for p in list["items"].as_array().into_iter().flatten() {
             let ns = p["metadata"]["namespace"].as_str().unwrap_or_default();
-            let n = name(p);
+            let n = object_name(p);
             if !NFS_PODS.contains(&(ns, n.as_str()))
                 || p["status"]["phase"] != "Pending"
                 || !p["metadata"]["deletionTimestamp"].is_null()
@@ -390,11 +307,7 @@ fn nas_outage_rehearsal_is_clean_and_names_an_unreachable_node() {
     lab.sshd.stop();
     let r = lab.drive().rehearse();
     r.assert_problem("ssh-node", "rehearsal with the node unreachable");
-    assert!(
-        r.problems().iter().any(|p| p.contains("control-plane")),
-        "the problem names the host: {}",
-        r.dump()
-    );
+    r.assert_problem("control-plane", "the problem names the host");
 }
 
 #[test]
@@ -735,7 +648,7 @@ impl RebuildLab {
         for (vol, backup) in &newest {
             let v = vols
                 .iter()
-                .find(|v| name(v) == *vol)
+                .find(|v| object_name(v) == *vol)
                 .unwrap_or_else(|| panic!("volume {vol} restored: {vols:#?}"));
             let from = v["spec"]["fromBackup"].as_str().unwrap_or_default();
             assert!(

@@ -414,3 +414,99 @@ pub fn non_idempotent_mutations(runbook: &str) -> BTreeMap<String, String> {
         .map(|s| (s.id.to_string(), s.title.clone()))
         .collect()
 }
+
+/// Every file below `dir` (none when it cannot be read).
+pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// `secret` absent from the outputs of drctl and from every file of its state directory.
+pub fn assert_never_written(d: &Drive, outcomes: &[&Outcome], secret: &str) {
+    for o in outcomes {
+        for e in &o.events {
+            assert!(
+                !e.to_string().contains(secret),
+                "a secret reached drctl's output: {e}"
+            );
+        }
+        assert!(
+            !o.stderr.contains(secret),
+            "a secret reached drctl's stderr"
+        );
+    }
+    for f in files_under(d.state()) {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "a secret was written to {}",
+            f.display()
+        );
+    }
+}
+
+/// Polls the lab until `cond` holds, for at most `deadline`.
+pub fn eventually_within(
+    deadline: std::time::Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+) {
+    assert!(
+        crate::lab::wait_until(deadline, &mut cond),
+        "the lab never reached: {what}"
+    );
+}
+
+/// `kubectl get -o json ARGS` against the simulator; None when the object does not exist.
+pub fn kget(sim: &crate::lab::KubeSim, args: &[&str]) -> Option<Value> {
+    let o = sim
+        .kubectl()
+        .args(["get", "-o", "json"])
+        .args(args)
+        .output()
+        .expect("run kubectl get");
+    if !o.status.success() {
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            e.contains("NotFound") || e.contains("not found"),
+            "kubectl get {args:?}: {e}"
+        );
+        return None;
+    }
+    Some(serde_json::from_slice(&o.stdout).expect("kubectl prints JSON"))
+}
+
+/// The items of a `kubectl get -o json` list.
+pub fn kitems(sim: &crate::lab::KubeSim, args: &[&str]) -> Vec<Value> {
+    kget(sim, args)
+        .and_then(|l| l["items"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// The status of an object's condition of this type.
+pub fn condition(obj: &Value, kind: &str) -> Option<String> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+        .and_then(|c| c["status"].as_str().map(str::to_owned))
+}
+
+/// An object's `metadata.name`.
+pub fn object_name(obj: &Value) -> String {
+    obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
