@@ -5,7 +5,6 @@ mod backend_kube;
 mod backend_ssh;
 mod backend_vault;
 mod cli;
-#[allow(dead_code)] // until every part of the harness has its user
 mod e2e;
 mod engine;
 mod fixtures;

@@ -467,10 +467,6 @@ fn rehearse(lab: &Lab) -> Outcome {
     lab.drive("local").rehearse()
 }
 
-fn step_event<'a>(o: &'a Outcome, ev: &str, id: &str) -> Option<&'a Value> {
-    o.events.iter().find(|e| e["event"] == ev && e["id"] == id)
-}
-
 #[test]
 fn rehearsal_on_a_healthy_lab_finds_no_problem_and_reads_for_real() {
     let lab = Lab::start(Broken::Nothing);

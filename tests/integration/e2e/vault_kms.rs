@@ -57,7 +57,8 @@ struct VaultLab {
     sim: KubeSim,
     moto: Moto,
     bao: OpenBao,
-    transit: BaoTransit,
+    /// The KMS stand-in: kept alive (stopped on drop) while the lab runs.
+    _transit: BaoTransit,
 }
 
 impl Drop for VaultLab {
@@ -143,7 +144,7 @@ impl VaultLab {
             sim,
             moto,
             bao,
-            transit,
+            _transit: transit,
         };
         lab.write_envfile();
         lab.aws_ok(&["iam", "create-user", "--user-name", IAM_USER]);
@@ -683,14 +684,6 @@ fn data_loss_drive(lab: &VaultLab, key: &AccessKey, repo: &Path) -> Drive {
         .confirm("locate-example-files")
         .confirm("vault-init")
 }
-
-/// The secret paths the example repository names (as `homelab/PATH`).
-const EXAMPLE_PATHS: &[&str] = &[
-    "infrastructure/cloudflare",
-    "infrastructure/velero-offsite",
-    "apps/authentik",
-    "apps/immich",
-];
 
 /// The value of every key the example repository names, as the operator sets them for an
 /// unattended run: (kv path, key, `DRCTL_KV_<PATH>__<KEY>` variable, value). The variable
