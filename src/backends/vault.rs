@@ -394,6 +394,102 @@ async fn cancellable<T>(ctx: &ActionCtx<'_>, fut: impl std::future::Future<Outpu
 }
 
 /// A masked answer; a refused one (too short) is asked again a few times.
+/// The shares entered at a rekey or its verification: the runbook's inputs first, then
+/// the operator (masked); Vault's count; how many times the operator started over.
+struct ShareEntry<'k> {
+    keys: &'k [String],
+    required: u64,
+    next_key: usize,
+    asked: usize,
+    rounds: usize,
+    progress: u64,
+}
+
+impl<'k> ShareEntry<'k> {
+    fn new(keys: &'k [String], required: u64) -> Self {
+        ShareEntry {
+            keys,
+            required,
+            next_key: 0,
+            asked: 0,
+            rounds: 1,
+            progress: 0,
+        }
+    }
+
+    /// The next share; `prompt(asked, progress, required)` words the masked question.
+    fn next(
+        &mut self,
+        ctx: &ActionCtx<'_>,
+        prompt: impl FnOnce(usize, u64, u64) -> String,
+    ) -> Res<String> {
+        if let Some(k) = self.keys.get(self.next_key) {
+            self.next_key += 1;
+            return Ok(k.clone());
+        }
+        self.asked += 1;
+        ask_secret(ctx, &prompt(self.asked, self.progress, self.required))
+    }
+
+    /// Vault took the share without completing: its progress moved, or it was a repeat.
+    fn accepted(
+        &mut self,
+        ctx: &ActionCtx<'_>,
+        out: &mut Out,
+        st: &Value,
+        stage: &str,
+        which: &str,
+    ) {
+        let p = st["progress"].as_u64().unwrap_or(self.progress);
+        if p <= self.progress {
+            out.say(
+                ctx,
+                "that share was already entered; progress unchanged".into(),
+            );
+        }
+        self.progress = p;
+        ctx.progress(format!(
+            "{stage}: {}/{} {which} shares entered",
+            self.progress, self.required
+        ));
+    }
+
+    /// Vault refused (400): a share that is not one is asked again; wrong shares at the
+    /// threshold start a new round with the operator, or end the step when they came
+    /// from the runbook, nobody is at the terminal, or the rounds are used up.
+    fn rejected(
+        &mut self,
+        ctx: &ActionCtx<'_>,
+        out: &mut Out,
+        detail: &str,
+        not_a_share: impl FnOnce(usize) -> String,
+        wrong_at_threshold: impl FnOnce() -> String,
+        again: &str,
+    ) -> Res<()> {
+        let from_inputs = self.asked == 0;
+        if detail.contains("valid hex or base64") {
+            if from_inputs {
+                return Err(VaultError::Invalid(not_a_share(self.next_key)));
+            }
+            out.say(
+                ctx,
+                "that is not a key share (not hex or base64 of the right length); enter it again"
+                    .into(),
+            );
+            return Ok(());
+        }
+        if from_inputs || self.rounds >= ROUNDS || !ctx.operator.interactive() {
+            return Err(VaultError::Invalid(wrong_at_threshold()));
+        }
+        self.rounds += 1;
+        self.progress = 0;
+        self.next_key = self.keys.len();
+        self.asked = 0;
+        out.say(ctx, again.to_owned());
+        Ok(())
+    }
+}
+
 fn ask_secret(ctx: &ActionCtx<'_>, prompt: &str) -> Res<String> {
     let mut last = String::new();
     for _ in 0..ASK_ATTEMPTS {
@@ -2505,23 +2601,11 @@ impl VaultBackend {
         keys: &[String],
         out: &mut Out,
     ) -> Res<Value> {
-        let mut progress = 0u64;
-        let mut next_key = 0usize;
-        let mut asked = 0usize;
-        let mut rounds = 1usize;
+        let mut entry = ShareEntry::new(keys, required);
         loop {
-            let share = if next_key < keys.len() {
-                next_key += 1;
-                keys[next_key - 1].clone()
-            } else {
-                asked += 1;
-                ask_secret(
-                    ctx,
-                    &format!(
-                        "Current key share {asked} for the rekey ({progress}/{required} entered)"
-                    ),
-                )?
-            };
+            let share = entry.next(ctx, |asked, progress, required| {
+                format!("Current key share {asked} for the rekey ({progress}/{required} entered)")
+            })?;
             let (code, v) = conn
                 .call(
                     ctx,
@@ -2535,17 +2619,7 @@ impl VaultBackend {
                 if st["complete"].as_bool().unwrap_or(false) {
                     return Ok(st.clone());
                 }
-                let p = st["progress"].as_u64().unwrap_or(progress);
-                if p <= progress {
-                    out.say(
-                        ctx,
-                        "that share was already entered; progress unchanged".into(),
-                    );
-                }
-                progress = p;
-                ctx.progress(format!(
-                    "rekey: {progress}/{required} current shares entered"
-                ));
+                entry.accepted(ctx, out, st, "rekey", "current");
                 continue;
             }
             let detail = api_detail(&v);
@@ -2559,29 +2633,18 @@ impl VaultBackend {
                     )
                     .await);
             }
-            let from_inputs = asked == 0;
-            if detail.contains("valid hex or base64") {
-                if from_inputs {
-                    return Err(VaultError::Invalid(format!(
-                        "key share {next_key} of the runbook's inputs is not a key share ({})",
-                        short(&detail)
-                    )));
-                }
-                out.say(ctx, "that is not a key share (not hex or base64 of the right length); enter it again".into());
-                continue;
-            }
             // A wrong share at the threshold: Vault resets the progress, keeps the nonce.
-            if from_inputs || rounds >= ROUNDS || !ctx.operator.interactive() {
-                return Err(VaultError::Invalid(format!(
+            entry.rejected(
+                ctx,
+                out,
+                &detail,
+                |n| format!("key share {n} of the runbook's inputs is not a key share ({})", short(&detail)),
+                || format!(
                     "Vault rejected the current shares at the threshold: one is wrong or from another Vault ({})",
                     short(&detail)
-                )));
-            }
-            rounds += 1;
-            progress = 0;
-            next_key = keys.len();
-            asked = 0;
-            out.say(ctx, format!("Vault rejected the shares at the threshold ({}): one is wrong; enter them again", short(&detail)));
+                ),
+                &format!("Vault rejected the shares at the threshold ({}): one is wrong; enter them again", short(&detail)),
+            )?;
         }
     }
 
@@ -2805,10 +2868,7 @@ impl VaultBackend {
         kind: &str,
         out: &mut Out,
     ) -> Res<()> {
-        let mut next_key = 0usize;
-        let mut asked = 0usize;
-        let mut rounds = 1usize;
-        let mut progress = 0u64;
+        let mut entry = ShareEntry::new(keys, required);
         loop {
             let (code, v) = conn
                 .call(ctx, Method::Get, &api.path("verify"), None)
@@ -2821,16 +2881,9 @@ impl VaultBackend {
                 )));
             }
             let nonce = payload(&v)["nonce"].as_str().unwrap_or_default().to_owned();
-            let share = if next_key < keys.len() {
-                next_key += 1;
-                keys[next_key - 1].clone()
-            } else {
-                asked += 1;
-                ask_secret(
-                    ctx,
-                    &format!("New {kind} share {asked} to verify ({progress}/{required} entered)"),
-                )?
-            };
+            let share = entry.next(ctx, |asked, progress, required| {
+                format!("New {kind} share {asked} to verify ({progress}/{required} entered)")
+            })?;
             let (code, v) = conn
                 .call(
                     ctx,
@@ -2844,17 +2897,7 @@ impl VaultBackend {
                 if st["complete"].as_bool().unwrap_or(false) {
                     return Ok(());
                 }
-                let p = st["progress"].as_u64().unwrap_or(progress);
-                if p <= progress {
-                    out.say(
-                        ctx,
-                        "that share was already entered; progress unchanged".into(),
-                    );
-                }
-                progress = p;
-                ctx.progress(format!(
-                    "verification: {progress}/{required} new shares entered"
-                ));
+                entry.accepted(ctx, out, st, "verification", "new");
                 continue;
             }
             let detail = api_detail(&v);
@@ -2868,30 +2911,19 @@ impl VaultBackend {
                     )
                     .await);
             }
-            let from_inputs = asked == 0;
-            if detail.contains("valid hex or base64") {
-                if from_inputs {
-                    return Err(VaultError::Invalid(format!(
-                        "new share {next_key} of the runbook is not a key share ({})",
-                        short(&detail)
-                    )));
-                }
-                out.say(ctx, "that is not a key share (not hex or base64 of the right length); enter it again".into());
-                continue;
-            }
             // Wrong shares at the threshold: Vault restarts the verification (new nonce);
             // the rekey stays pending and the current shares keep working.
-            if from_inputs || rounds >= ROUNDS || !ctx.operator.interactive() {
-                return Err(VaultError::Invalid(format!(
+            entry.rejected(
+                ctx,
+                out,
+                &detail,
+                |n| format!("new share {n} of the runbook is not a key share ({})", short(&detail)),
+                || format!(
                     "Vault rejected the new {kind} shares at the verification: they are not the shares of the pending rekey (from another attempt?) ({}); the rekey stays pending and the current shares still work: run the rekey step again to start over",
                     short(&detail)
-                )));
-            }
-            rounds += 1;
-            progress = 0;
-            next_key = keys.len();
-            asked = 0;
-            out.say(ctx, format!("Vault rejected the new shares at the verification ({}): one is wrong; enter them again", short(&detail)));
+                ),
+                &format!("Vault rejected the new shares at the verification ({}): one is wrong; enter them again", short(&detail)),
+            )?;
         }
     }
 

@@ -170,6 +170,48 @@ fn parse_pairs(list: &[String], what: &str) -> Result<BTreeMap<String, String>, 
     Ok(out)
 }
 
+/// `DRCTL_INPUT_*`, `DRCTL_ANSWER_*` and `DRCTL_OUTPUT_*` variables naming nothing in this
+/// runbook. A misspelt name would otherwise fall back to a default without a word, on the
+/// one day it matters; other runbooks' variables may be set too, so this warns, not fails.
+fn stray_env(rb: &Runbook, names: impl Iterator<Item = String>) -> Vec<String> {
+    let upper = |s: &str| s.to_uppercase().replace('-', "_");
+    let inputs: BTreeSet<String> = rb.inputs.keys().map(|k| inputs::env_name(k)).collect();
+    let steps = || rb.main_steps().chain(rb.cleanup.iter());
+    let answers: BTreeSet<String> = steps()
+        .filter(|s| matches!(s.action, Action::Choose(_) | Action::Input(_)))
+        .map(|s| format!("DRCTL_ANSWER_{}", upper(s.id.as_str())))
+        .collect();
+    let outputs: BTreeSet<String> = steps()
+        .flat_map(|s| s.outputs.iter())
+        .map(|o| format!("DRCTL_OUTPUT_{}", o.name.as_str().to_uppercase()))
+        .collect();
+    let mut out = Vec::new();
+    for name in names {
+        let (known, what) = if name.starts_with("DRCTL_INPUT_") {
+            (&inputs, "input")
+        } else if name.starts_with("DRCTL_ANSWER_") {
+            (&answers, "decision step")
+        } else if name.starts_with("DRCTL_OUTPUT_") {
+            (&outputs, "output")
+        } else {
+            continue;
+        };
+        if !known.contains(&name) {
+            let expected: Vec<&str> = known.iter().map(String::as_str).collect();
+            out.push(format!(
+                "{name} is set, but runbook `{}` has no {what} of that name: it is ignored{}",
+                rb.name,
+                if expected.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (did you mean one of {}?)", expected.join(", "))
+                }
+            ));
+        }
+    }
+    out
+}
+
 /// With --yes, every decision that will be reached must have an answer before step 1
 /// (`--set`, `DRCTL_ANSWER_<STEP>`, or the journal). A step behind a `when` may be on a
 /// branch the run does not take: it is asked for only if reached (then the run waits for
@@ -389,6 +431,10 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
     }
 
     let (set_inputs, answers) = split_sets(&rb, sets)?;
+    early_notices.extend(stray_env(
+        &rb,
+        std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()),
+    ));
     let redactor = Redactor::new();
     let recorded = journal
         .as_ref()
@@ -470,6 +516,15 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             })?,
         )
     };
+    if let Some(h) = _lock.as_ref().and_then(|l| l.taken_over.as_ref()) {
+        early_notices.push(format!(
+            "took over the lock of run {} left by {} (pid {}, gone) since {}",
+            h.run_id,
+            h.operator,
+            h.pid,
+            h.since.format("%Y-%m-%d %H:%M:%S UTC")
+        ));
+    }
     store.ensure_run_dir(&run_id)?;
 
     let mut j = match journal.take() {
@@ -693,6 +748,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             dirty: false,
             rehearsed_mutation: false,
             last_save: std::time::Instant::now(),
+            done_before_resume: 0,
         };
         engine.run().await
     })?;
@@ -725,4 +781,39 @@ fn still_needed(rb: &Runbook, j: &Journal, name: &str) -> bool {
         .filter(|s| open(&s.id.value))
         .chain(rb.cleanup.iter())
         .any(|s| engine::uses_output(s, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn stray_drctl_variables_are_named_and_known_ones_are_not() {
+        let src = "apiVersion: drctl/v1\nkind: Runbook\nname: t\ntitle: T\nsummary: S\ninputs:\n  host: { description: h }\nsteps:\n  - id: pick-source\n    title: Pick\n    choose:\n      prompt: From\n      options: [{value: s3}, {value: nas}]\n    outputs:\n      - name: source\n        from: result.value\n";
+        let rb = crate::runbook::load::parse("t.yaml", &Arc::from(src)).expect("parses");
+        let names = [
+            "DRCTL_INPUT_HOST",
+            "DRCTL_ANSWER_PICK_SOURCE",
+            "DRCTL_OUTPUT_SOURCE",
+            "DRCTL_ANSWER_PICK_SORCE",
+            "DRCTL_INPUT_HSOT",
+            "PATH",
+            "DRCTL_STATE_DIR",
+        ];
+        let notes = stray_env(&rb, names.iter().map(|s| (*s).to_owned()));
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].starts_with(
+                "DRCTL_ANSWER_PICK_SORCE is set, but runbook `t` has no decision step"
+            ) && notes[0].contains("DRCTL_ANSWER_PICK_SOURCE"),
+            "{}",
+            notes[0]
+        );
+        assert!(
+            notes[1].starts_with("DRCTL_INPUT_HSOT") && notes[1].contains("DRCTL_INPUT_HOST"),
+            "{}",
+            notes[1]
+        );
+    }
 }

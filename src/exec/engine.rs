@@ -98,6 +98,8 @@ pub struct Engine<'a> {
     /// A rehearsal showed a mutation without performing it (see `problem`).
     pub rehearsed_mutation: bool,
     pub last_save: Instant,
+    /// Steps an earlier process of this run had done (set when `run` starts).
+    pub done_before_resume: usize,
 }
 
 /// The bound of a prerequisite's check (prerequisites have no timeout of their own).
@@ -117,6 +119,17 @@ impl Engine<'_> {
     /// Run (or resume) to the end, a failure, an abort or a question nobody can answer.
     pub async fn run(mut self) -> Result<Journal, EngineError> {
         let steps: Vec<&Step> = self.rb.main_steps().collect();
+        self.done_before_resume = if self.resumed {
+            self.journal
+                .steps
+                .iter()
+                .filter(|s| {
+                    !s.rehearsed && matches!(s.state, StepState::Succeeded | StepState::Skipped)
+                })
+                .count()
+        } else {
+            0
+        };
         self.bus.emit(RunEvent::RunStarted {
             run_id: self.journal.run_id.clone(),
             runbook: self.rb.name.value.clone(),
@@ -1404,6 +1417,7 @@ impl Engine<'_> {
             succeeded: count(StepState::Succeeded, false),
             skipped: count(StepState::Skipped, false),
             failed: count(StepState::Failed, false),
+            done_before_resume: self.done_before_resume,
             would_run: count(StepState::Skipped, true),
             problems: self.journal.problems.clone(),
             caveats: self.journal.caveats.clone(),

@@ -114,6 +114,9 @@ pub enum RunEvent {
         succeeded: usize,
         skipped: usize,
         failed: usize,
+        /// Of `succeeded` and `skipped`, how many an earlier process of this run did
+        /// (non-zero only for a resumed run).
+        done_before_resume: usize,
         would_run: usize,
         problems: Vec<String>,
         /// Rehearsal findings that may only follow from changes it did not make.

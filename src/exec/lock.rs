@@ -36,6 +36,8 @@ pub struct LockInfo {
 pub struct RunLock {
     path: PathBuf,
     info: LockInfo,
+    /// The dead holder whose lock this one replaced, if any (to tell the operator).
+    pub taken_over: Option<LockInfo>,
 }
 
 impl RunLock {
@@ -54,12 +56,17 @@ impl RunLock {
         };
         super::journal::create_private_dir(&dir).map_err(io)?;
         let body = serde_json::to_vec_pretty(&info).map_err(|e| io(std::io::Error::other(e)))?;
+        let mut taken_over = None;
         for _ in 0..2 {
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut f) => {
                     f.write_all(&body).map_err(io)?;
                     f.sync_all().map_err(io)?;
-                    return Ok(RunLock { path, info });
+                    return Ok(RunLock {
+                        path,
+                        info,
+                        taken_over,
+                    });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let holder = read(&path).map_err(io)?;
@@ -70,11 +77,23 @@ impl RunLock {
                         continue;
                     };
                     if holder.run_id == info.run_id && holder.pid == info.pid {
-                        return Ok(RunLock { path, info });
+                        return Ok(RunLock {
+                            path,
+                            info,
+                            taken_over,
+                        });
                     }
                     let gone = holder.host == info.host && !process_alive(holder.pid);
-                    if gone && take_over {
-                        fs::remove_file(&path).map_err(io)?;
+                    // Resuming the very run whose process died here (a crash, a SIGKILL)
+                    // needs no flag: nobody else can be working on it under that lock.
+                    if gone && (take_over || holder.run_id == info.run_id) {
+                        match fs::remove_file(&path) {
+                            Ok(()) => {}
+                            // Another resume removed it first; create_new settles who wins.
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(io(e)),
+                        }
+                        taken_over = Some(holder);
                         continue;
                     }
                     let runbook = runbook.to_owned();
@@ -183,6 +202,21 @@ mod tests {
         let me = std::process::id();
         let e = RunLock::acquire(dir.path(), "rb", info("r2", me), false).expect_err("stale");
         assert!(matches!(e, LockError::Stale { .. }), "{e}");
-        RunLock::acquire(dir.path(), "rb", info("r2", me), true).expect("taken over");
+        let l = RunLock::acquire(dir.path(), "rb", info("r2", me), true).expect("taken over");
+        assert_eq!(l.taken_over.as_ref().map(|h| h.pid), Some(99_999_999));
+    }
+
+    #[test]
+    fn resuming_the_run_of_a_dead_holder_takes_its_lock_without_the_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::mem::forget(
+            RunLock::acquire(dir.path(), "rb", info("r1", 99_999_999), false).expect("taken"),
+        );
+        let me = std::process::id();
+        let l = RunLock::acquire(dir.path(), "rb", info("r1", me), false).expect("same run");
+        assert_eq!(l.taken_over.as_ref().map(|h| h.run_id.as_str()), Some("r1"));
+        // A live holder of the same run (another terminal) is still refused.
+        let e = RunLock::acquire(dir.path(), "rb", info("r1", 1), false).expect_err("held");
+        assert!(matches!(e, LockError::Held { .. }), "{e}");
     }
 }

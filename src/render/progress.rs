@@ -233,6 +233,7 @@ impl Reporter for HumanReporter {
                 succeeded,
                 skipped,
                 failed,
+                done_before_resume,
                 would_run,
                 problems,
                 caveats,
@@ -269,8 +270,15 @@ impl Reporter for HumanReporter {
                         RunState::Paused => "paused, waiting for the operator",
                         RunState::Running => "stopped",
                     };
+                    let resumed = if *done_before_resume > 0 {
+                        format!(
+                            " (resumed: {done_before_resume} of the done and skipped steps were before it)"
+                        )
+                    } else {
+                        String::new()
+                    };
                     self.line(&format!(
-                        "Run {run_id} {verdict}: {succeeded} done, {skipped} skipped, {failed} failed."
+                        "Run {run_id} {verdict}: {succeeded} done, {skipped} skipped, {failed} failed{resumed}."
                     ));
                     for s in skipped_steps {
                         self.line(&format!("  skipped {s}"));

@@ -661,6 +661,7 @@ pub struct KubePortForward {
     pub namespace: Text,
     /// `svc/NAME`, `pod/NAME` or `deployment/NAME`.
     pub target: Text,
+    /// The pod's port; for `svc/` the Service's port, mapped to its `targetPort` as kubectl does.
     pub port: u16,
     /// Local port (default: any free port).
     pub local_port: Option<u16>,

@@ -1553,6 +1553,7 @@ fn waiting_for_2000_applications_costs_one_list_and_one_watch() {
 fn vault_behind_kubesim(bao_hostport: &str) -> KubeSim {
     let labels = json!({"app.kubernetes.io/name": "vault", "component": "server"});
     let mut p = pod("vault", "vault-0", labels.clone());
+    p["spec"]["containers"][0]["ports"] = json!([{"name": "http", "containerPort": 8200}]);
     p["metadata"]["annotations"] = json!({
         "kubesim.drctl.dev/port-forward": format!("8200={bao_hostport}"),
         "kubesim.drctl.dev/ready-url": format!("http://{bao_hostport}/v1/sys/health"),
@@ -1560,7 +1561,13 @@ fn vault_behind_kubesim(bao_hostport: &str) -> KubeSim {
     let svc = json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "vault", "namespace": "vault"},
         "spec": {"selector": labels, "ports": [{"name": "http", "port": 8200, "targetPort": 8200}]}});
-    KubeSim::start_with_scenario(&scenario("podReadyAfterMs: 100", &[p, svc]))
+    // Service ports that differ from the pod's: one by number, one by container port name.
+    let ui = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "vault-ui", "namespace": "vault"},
+        "spec": {"selector": labels, "ports": [
+            {"name": "web", "port": 80, "targetPort": "http"},
+            {"name": "alt", "port": 443, "targetPort": 8200}]}});
+    KubeSim::start_with_scenario(&scenario("podReadyAfterMs: 100", &[p, svc, ui]))
 }
 
 fn connect_refused(address: &str) -> bool {
@@ -1719,6 +1726,39 @@ fn port_forward_action_in_process_result_errors_and_end() {
     });
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.contains("\"sealed\":false"), "{body}");
+
+    // A Service port reaches the pod at its targetPort, named or numbered (as kubectl).
+    for svc_port in [80, 443] {
+        let r = h.ok(Action::KubePortForward(act(&format!(
+            "namespace: vault\ntarget: svc/vault-ui\nport: {svc_port}"
+        ))));
+        let address = r.value()["address"].as_str().unwrap().to_string();
+        let body = h.rt.block_on(async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(&address).await.unwrap();
+            s.write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: vault\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut raw = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+                .await
+                .expect("OpenBao answers through the service forward in time")
+                .unwrap();
+            String::from_utf8_lossy(&raw).into_owned()
+        });
+        assert!(body.starts_with("HTTP/1.1 200"), "port {svc_port}: {body}");
+    }
+    // A port the Service does not have is named with the ones it has.
+    let e = h
+        .run(
+            Action::KubePortForward(act("namespace: vault\ntarget: svc/vault-ui\nport: 8200")),
+            Opts::default(),
+        )
+        .err();
+    assert!(
+        e.contains("has no port 8200") && e.contains("80, 443"),
+        "{e}"
+    );
 
     // A pod that does not exist, and a service that selects none.
     let e = h

@@ -406,9 +406,10 @@ fn sigkill_at_every_step_boundary_and_mid_step_then_resume_runs_each_step_once()
         KillAt::After("six"),
     ]);
     let mut run_id: Option<String> = None;
-    // The next resume's `--resolve` answers and whether it takes the dead run's lock over.
+    // The next resume's `--resolve` answers.
     let mut resolve: Vec<(String, &'static str)> = Vec::new();
-    let mut take_over = false;
+    // Resumes that took the killed process's lock (no flag needed for the same run).
+    let mut takeovers = 0usize;
     // Non-idempotent steps left interrupted, or asked about: they may only start again
     // in a resume that says `--resolve STEP=rerun`.
     let mut guarded: BTreeSet<String> = BTreeSet::new();
@@ -434,9 +435,6 @@ fn sigkill_at_every_step_boundary_and_mid_step_then_resume_runs_each_step_once()
             args.push("--resolve".into());
             args.push(format!("{s}={d}"));
         }
-        if take_over {
-            args.push("--take-over-lock".into());
-        }
         let shown = args.join(" ");
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut child = drctl_cmd(&state)
@@ -457,6 +455,13 @@ fn sigkill_at_every_step_boundary_and_mid_step_then_resume_runs_each_step_once()
                 .unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}"));
             let kind = ev["event"].as_str().unwrap_or_default().to_owned();
             let id = ev["id"].as_str().unwrap_or_default().to_owned();
+            if kind == "notice"
+                && ev["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("took over the lock of run"))
+            {
+                takeovers += 1;
+            }
             if run_id.is_none() && kind == "run_started" {
                 run_id = ev["run_id"].as_str().map(str::to_owned);
             }
@@ -548,7 +553,6 @@ fn sigkill_at_every_step_boundary_and_mid_step_then_resume_runs_each_step_once()
                 }
             ));
             resolve.clear();
-            take_over = false;
             continue;
         }
 
@@ -565,19 +569,10 @@ fn sigkill_at_every_step_boundary_and_mid_step_then_resume_runs_each_step_once()
                 break;
             }
             Some(5) => {
-                assert!(
-                    !take_over,
-                    "still locked after --take-over-lock: {err}\n{}",
+                panic!(
+                    "`drctl {shown}`: resuming the killed run must take its dead process's lock without --take-over-lock: {err}\n{}",
                     evs_text()
                 );
-                assert!(
-                    err.contains("--take-over-lock") && err.contains("is gone"),
-                    "exit 5 should name the dead holder and the way out: {err}"
-                );
-                story.push(format!(
-                    "`drctl {shown}` → exit 5 (the killed drctl's lock) → retry with --take-over-lock"
-                ));
-                take_over = true;
             }
             Some(4) => {
                 let asked: Vec<(String, String)> = evs
@@ -627,7 +622,6 @@ fn sigkill_at_every_step_boundary_and_mid_step_then_resume_runs_each_step_once()
                     if decision == "done" { "present" } else { "absent" }
                 ));
                 resolve = vec![(step_id.clone(), decision)];
-                take_over = false;
             }
             other => panic!(
                 "`drctl {shown}` ended with {other:?}\n--- events\n{}\n--- stderr\n{err}",
@@ -643,6 +637,11 @@ fn sigkill_at_every_step_boundary_and_mid_step_then_resume_runs_each_step_once()
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     println!("steps.log:\n{text}");
     assert!(finished, "the run never finished:\n{}", story.join("\n"));
+    assert!(
+        takeovers >= 1,
+        "no resume took the killed process's lock over:\n{}",
+        story.join("\n")
+    );
     assert!(
         kills >= 6,
         "drctl was killed {kills} times only:\n{}",

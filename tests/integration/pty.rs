@@ -166,6 +166,13 @@ fn an_operator_aborts_mid_run_and_the_run_can_be_resumed() {
         .output()
         .expect("drctl runs");
     assert_eq!(code(&o), 0, "{}", both(&o));
+    // The summary says the run was resumed and what the aborted process had done.
+    assert!(
+        both(&o).contains("finished")
+            && both(&o).contains("(resumed: 1 of the done and skipped steps were before it)"),
+        "{}",
+        both(&o)
+    );
     assert!(work.join("apply.marker").exists());
     assert_eq!(
         std::fs::read_to_string(work.join("fetch.marker")).expect("fetch ran"),
@@ -208,7 +215,7 @@ fn an_operator_marks_an_interrupted_step_done_after_checking() {
     );
 
     // The operator resumes on a terminal, checks, and says it is done.
-    let mut p = spawn(&state, &["resume", &run_id, "--take-over-lock"], &[]);
+    let mut p = spawn(&state, &["resume", &run_id], &[]);
     p.expect("Step `long` (Long (runs once, takes a while)) was running when drctl stopped");
     p.expect("What now?");
     p.expect("❯ re-run it");

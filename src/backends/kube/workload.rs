@@ -349,17 +349,53 @@ impl Drop for Forward {
     }
 }
 
-/// The pod behind `pod/NAME`, `svc/NAME` or `deployment/NAME` (a Ready one when several).
-async fn target_pod(conn: &Conn, out: &Out<'_>, ns: &str, target: &str) -> Result<String> {
+/// The port of a Service's pods behind its service port `port`, as kubectl resolves it:
+/// `targetPort` as a number, or a container port name looked up in the pod.
+enum PodPort {
+    Number(u16),
+    Named(String),
+}
+
+/// The pod behind `pod/NAME`, `svc/NAME` or `deployment/NAME` (a Ready one when several),
+/// and the pod port that `port` reaches (a Service maps its port to its `targetPort`).
+async fn target_pod(
+    conn: &Conn,
+    out: &Out<'_>,
+    ns: &str,
+    target: &str,
+    port: u16,
+) -> Result<(String, u16)> {
     let (kind, name) = target.split_once('/').unwrap_or(("pod", target));
+    let mut pod_port = PodPort::Number(port);
     let selector: BTreeMap<String, String> = match kind {
-        "pod" | "pods" | "po" => return Ok(name.to_owned()),
+        "pod" | "pods" | "po" => return Ok((name.to_owned(), port)),
         "svc" | "service" | "services" => {
             let api: Api<k8s_openapi::api::core::v1::Service> =
                 Api::namespaced(conn.client.clone(), ns);
             let what = format!("services \"{name}\" in namespace \"{ns}\"");
             let svc = conn.retry(out, &what, || api.get(name)).await?;
-            svc.spec.and_then(|s| s.selector).unwrap_or_default()
+            let spec = svc.spec.unwrap_or_default();
+            let ports = spec.ports.unwrap_or_default();
+            let Some(sp) = ports.iter().find(|p| p.port == i32::from(port)) else {
+                let have: Vec<String> = ports.iter().map(|p| p.port.to_string()).collect();
+                return Err(KubeError::Invalid(format!(
+                    "service {ns}/{name} has no port {port} (its ports: {}); give one of them as `port`",
+                    if have.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        have.join(", ")
+                    }
+                )));
+            };
+            use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+            pod_port = match &sp.target_port {
+                Some(IntOrString::Int(n)) => PodPort::Number(u16::try_from(*n).map_err(|_| {
+                    KubeError::Invalid(format!("service {ns}/{name}: targetPort {n} is not a port"))
+                })?),
+                Some(IntOrString::String(n)) => PodPort::Named(n.clone()),
+                None => PodPort::Number(port),
+            };
+            spec.selector.unwrap_or_default()
         }
         "deployment" | "deploy" | "deployments" | "statefulset" | "sts" => {
             let k = if kind.starts_with('d') {
@@ -400,12 +436,33 @@ async fn target_pod(conn: &Conn, out: &Out<'_>, ns: &str, target: &str) -> Resul
         .iter()
         .map(|p| serde_json::to_value(p).unwrap_or(Value::Null))
         .collect();
-    values
+    let pod = values
         .iter()
         .find(|p| condition(p, "Ready") == "True")
         .or(values.first())
-        .map(|p| name_of(p).to_owned())
-        .ok_or(KubeError::NotFound { what })
+        .ok_or(KubeError::NotFound { what })?;
+    let port = match pod_port {
+        PodPort::Number(n) => n,
+        PodPort::Named(want) => named_container_port(pod, &want).ok_or_else(|| {
+            KubeError::Invalid(format!(
+                "{target} in {ns}: targetPort `{want}` names no container port of pod {}",
+                name_of(pod)
+            ))
+        })?,
+    };
+    Ok((name_of(pod).to_owned(), port))
+}
+
+/// The number of the container port called `name` in a pod (JSON form).
+fn named_container_port(pod: &Value, name: &str) -> Option<u16> {
+    pod.pointer("/spec/containers")?
+        .as_array()?
+        .iter()
+        .filter_map(|c| c.get("ports")?.as_array())
+        .flatten()
+        .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
+        .and_then(|p| p.get("containerPort")?.as_u64())
+        .and_then(|n| u16::try_from(n).ok())
 }
 
 pub(crate) async fn port_forward(
@@ -415,7 +472,7 @@ pub(crate) async fn port_forward(
 ) -> Result<(Value, Option<Forward>)> {
     let ns = out.shown(&a.namespace)?;
     let target = out.shown(&a.target)?;
-    let pod = target_pod(conn, out, &ns, &target).await?;
+    let (pod, port) = target_pod(conn, out, &ns, &target, a.port).await?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", a.local_port.unwrap_or(0)))
         .await
         .map_err(|e| {
@@ -428,7 +485,6 @@ pub(crate) async fn port_forward(
         .local_addr()
         .map_err(|e| KubeError::Failed(format!("local port: {e}")))?;
     let api: Api<Pod> = Api::namespaced(conn.client.clone(), &ns);
-    let port = a.port;
     // Prove the tunnel opens now, so the step fails here rather than a later one.
     let what = format!("port-forward to pods \"{pod}\" in namespace \"{ns}\" port {port}");
     let ports = [port];
@@ -440,6 +496,8 @@ pub(crate) async fn port_forward(
     let task = tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else {
+                // Out of file descriptors, say: wait rather than spin.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             };
             let api = api.clone();
@@ -457,7 +515,12 @@ pub(crate) async fn port_forward(
     });
     let address = local.to_string();
     out.line(format!(
-        "forwarding {address} -> {ns}/{pod}:{port} ({target}) until the run ends"
+        "forwarding {address} -> {ns}/{pod}:{port} ({target}{}) until the run ends",
+        if port == a.port {
+            String::new()
+        } else {
+            format!(" port {}", a.port)
+        }
     ));
     Ok((
         json!({ "address": address, "url": format!("http://{address}"), "port": local.port(), "pod": pod }),

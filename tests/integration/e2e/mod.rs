@@ -150,7 +150,7 @@ impl Drive {
     pub fn resume(&self, run_id: &str, resolve: &[String]) -> Outcome {
         // The killed run's lock names a dead process: the operator takes it over, as
         // drctl's message says.
-        let mut args = self.run_args(&["resume", run_id, "--take-over-lock"]);
+        let mut args = self.run_args(&["resume", run_id]);
         for r in resolve {
             args.push("--resolve".to_owned());
             args.push(r.clone());

@@ -1050,7 +1050,7 @@ fn data_loss_rehearsal_and_unattended_run() {
     extra.push((missing, "immich-jwt-2a6f8e50".to_owned()));
     let done = finish_with(
         &d,
-        &d.run_args(&["resume", &run_id, "--take-over-lock"]),
+        &d.run_args(&["resume", &run_id]),
         &extra,
     );
     done.assert_ok("vault-data-loss resumed with the last value");
@@ -1145,7 +1145,7 @@ fn data_loss_crash_and_resume() {
     let mut actions: Vec<String> = Vec::new();
     let mut outcomes: Vec<Outcome> = Vec::new();
     let resume = |run_id: &str, resolved: &[String]| {
-        let mut args = d.run_args(&["resume", run_id, "--take-over-lock"]);
+        let mut args = d.run_args(&["resume", run_id]);
         for r in resolved {
             args.push("--resolve".to_owned());
             args.push(r.clone());

@@ -842,7 +842,7 @@ fn lost_key_failures(outcomes: &[Outcome], id: &str) -> u64 {
 /// `drctl resume RUN_ID --yes` with `--resolve` answers and, when the operator gives it
 /// again, the lost secret output `new_unseal_key` (`DRCTL_OUTPUT_NEW_UNSEAL_KEY`).
 fn resume_giving(d: &Drive, run_id: &str, resolve: &[String], key: Option<&str>) -> Outcome {
-    let mut args = d.run_args(&["resume", run_id, "--take-over-lock"]);
+    let mut args = d.run_args(&["resume", run_id]);
     for r in resolve {
         args.push("--resolve".to_owned());
         args.push(r.clone());
