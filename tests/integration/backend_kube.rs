@@ -1683,6 +1683,22 @@ steps:
     );
 }
 
+/// A raw HTTP GET through a forward on the backend's runtime (which drives the forward).
+fn http_get(h: &H, address: &str, path: &str) -> String {
+    h.rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(address).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: vault\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+            .await
+            .expect("OpenBao answers through the forward in time")
+            .unwrap();
+        String::from_utf8_lossy(&raw).into_owned()
+    })
+}
+
 #[test]
 fn port_forward_action_in_process_result_errors_and_end() {
     let (bao, _init) = super::lab::OpenBao::start_unsealed();
@@ -1709,21 +1725,7 @@ fn port_forward_action_in_process_result_errors_and_end() {
         address.rsplit(':').next().unwrap()
     );
     // The forward runs on the backend's runtime: drive it while asking OpenBao through it.
-    let body = h.rt.block_on(async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(&address).await.unwrap();
-        s.write_all(
-            b"GET /v1/sys/seal-status HTTP/1.1\r\nHost: vault\r\nConnection: close\r\n\r\n",
-        )
-        .await
-        .unwrap();
-        let mut raw = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
-            .await
-            .expect("OpenBao answers through the forward in time")
-            .unwrap();
-        String::from_utf8_lossy(&raw).into_owned()
-    });
+    let body = http_get(&h, &address, "/v1/sys/seal-status");
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.contains("\"sealed\":false"), "{body}");
 
@@ -1733,19 +1735,7 @@ fn port_forward_action_in_process_result_errors_and_end() {
             "namespace: vault\ntarget: svc/vault-ui\nport: {svc_port}"
         ))));
         let address = r.value()["address"].as_str().unwrap().to_string();
-        let body = h.rt.block_on(async {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut s = tokio::net::TcpStream::connect(&address).await.unwrap();
-            s.write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: vault\r\nConnection: close\r\n\r\n")
-                .await
-                .unwrap();
-            let mut raw = Vec::new();
-            tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
-                .await
-                .expect("OpenBao answers through the service forward in time")
-                .unwrap();
-            String::from_utf8_lossy(&raw).into_owned()
-        });
+        let body = http_get(&h, &address, "/v1/sys/health");
         assert!(body.starts_with("HTTP/1.1 200"), "port {svc_port}: {body}");
     }
     // A port the Service does not have is named with the ones it has.

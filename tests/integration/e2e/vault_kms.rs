@@ -1048,11 +1048,7 @@ fn data_loss_rehearsal_and_unattended_run() {
     let run_id = first.run_id();
     let mut extra = root_token_env(&keys_file);
     extra.push((missing, "immich-jwt-2a6f8e50".to_owned()));
-    let done = finish_with(
-        &d,
-        &d.run_args(&["resume", &run_id]),
-        &extra,
-    );
+    let done = finish_with(&d, &d.run_args(&["resume", &run_id]), &extra);
     done.assert_ok("vault-data-loss resumed with the last value");
     assert_eq!(
         done.outcome_of("wait-external-secrets").as_deref(),
