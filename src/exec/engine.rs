@@ -287,8 +287,8 @@ impl Engine<'_> {
         Ok(Lost::Rewind(p))
     }
 
-    /// Before step 1 of a run: list what the operator must hold, and test each
-    /// prerequisite that has a `check`. A rehearsal reports a failed one as a problem; a
+    /// Before step 1 of a run: list what the operator must hold, test each prerequisite
+    /// that has a `check`, then (at a terminal) have the operator confirm the others. A rehearsal reports a failed one as a problem; a
     /// run stops before changing anything unless the operator chooses to go on (never
     /// under --yes). Returns the state to end in, if the run must not start.
     async fn prerequisites(&mut self) -> Result<Option<RunState>, EngineError> {
@@ -371,6 +371,27 @@ impl Engine<'_> {
             }
             self.bus.emit(RunEvent::Notice {
                 message: format!("the operator started the run although `{id}` is not met"),
+            });
+        }
+        // drctl cannot check these: at a terminal, a run that has not begun asks, so nobody
+        // reaches step 1 (and its first irreversible change) still missing one.
+        if !by_hand.is_empty() && self.interactive && !self.opts.yes && !self.opts.dry_run {
+            self.flush()?;
+            let ready = self
+                .operator()
+                .confirm("Do you have everything listed above at hand?", true)
+                .unwrap_or(false);
+            if !ready {
+                self.bus.emit(RunEvent::Notice {
+                    message: format!(
+                        "the run did not start: gather what it needs, then `drctl resume {}`",
+                        self.journal.run_id
+                    ),
+                });
+                return Ok(Some(RunState::Aborted));
+            }
+            self.bus.emit(RunEvent::Notice {
+                message: format!("the operator has at hand: {}", by_hand.join("; ")),
             });
         }
         Ok(None)

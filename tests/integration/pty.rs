@@ -249,3 +249,50 @@ fn an_operator_marks_an_interrupted_step_done_after_checking() {
         "{j:#}"
     );
 }
+
+/// Prerequisites drctl cannot check are confirmed by the operator before step 1: "no"
+/// ends the run before anything changed; its resume asks again; "yes" starts it.
+#[test]
+fn an_operator_confirms_the_prerequisites_drctl_cannot_check() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("workdir");
+    let backup = tmp.path().join("backup.db");
+    std::fs::write(&backup, "b").expect("backup");
+    let rb = fixture("engine-prereq").display().to_string();
+    let sets = [
+        format!("workdir={}", work.display()),
+        format!("backup={}", backup.display()),
+    ];
+    let mut p = spawn(
+        &state,
+        &["run", &rb, "--set", &sets[0], "--set", &sets[1]],
+        &[],
+    );
+    p.expect("have at hand before you start: The unseal key, from the password manager");
+    p.expect("prerequisite met: The backup file exists");
+    p.expect("Do you have everything listed above at hand?");
+    p.send("n");
+    let exit = p.exit_code();
+    let screen = p.screen();
+    assert_eq!(exit, 130, "not ready → aborted before step 1\n{screen}");
+    assert!(screen.contains("the run did not start"), "{screen}");
+    assert!(!work.join("change-ran").exists(), "step 1 ran:\n{screen}");
+    assert!(
+        !work.join("cleanup-ran").exists(),
+        "cleanup ran with nothing to undo"
+    );
+    let run_id = only_run(&state);
+    assert_eq!(step_state(&journal(&state, &run_id), "change"), "pending");
+
+    let mut p = spawn(&state, &["resume", &run_id], &[]);
+    p.expect("Do you have everything listed above at hand?");
+    p.send("y");
+    p.confirm_run("Run step `change` (shell)?");
+    p.expect("finished:");
+    let exit = p.exit_code();
+    let screen = p.screen();
+    assert_eq!(exit, 0, "{screen}");
+    assert!(work.join("change-ran").exists(), "{screen}");
+}

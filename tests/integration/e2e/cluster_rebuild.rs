@@ -703,6 +703,9 @@ fn an_operator_rebuilds_from_offsite_on_a_terminal() {
     p.send_secret(&format!("{}{ENTER}", lab.kms_creds.0));
     p.expect("kms_aws_secret_access_key (");
     p.send_secret(&format!("{}{ENTER}", lab.kms_creds.1));
+    // What drctl cannot check (the root token, the AWS keys), the operator confirms.
+    p.expect("Do you have everything listed above at hand?");
+    p.send("y");
     // Reads run without a question; every change asks.
     for step in [
         "deploy-infrastructure` (shell)?",

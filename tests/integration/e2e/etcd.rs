@@ -549,6 +549,9 @@ fn etcd_restore_interactive_from_the_nas_on_a_terminal() {
     cmd.args(&args);
     let mut p = Pty::spawn(cmd, 140, PTY_TIMEOUT);
 
+    // What drctl cannot check, the operator confirms before step 1.
+    p.expect("Do you have everything listed above at hand?");
+    p.send("y");
     p.expect("State of the certificates in");
     p.expect("❯ intact");
     p.send(ENTER);
