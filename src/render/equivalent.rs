@@ -201,9 +201,10 @@ pub fn commands_with_timeout(
             } else {
                 let cols: Vec<String> = std::iter::once("NAME:.metadata.name".to_owned())
                     .chain(
-                        a.columns
+                        column_titles(&a.columns)
                             .iter()
-                            .map(|c| format!("{}:{}", column_title(c), jsonpath(c))),
+                            .zip(&a.columns)
+                            .map(|(t, c)| format!("{t}:{}", jsonpath(c))),
                     )
                     .collect();
                 out.push(format!(
@@ -1331,14 +1332,46 @@ fn jsonpath(path: &str) -> String {
     out
 }
 
-/// A column title from a field path: its last name, upper case.
+/// Column titles for field paths, as an operator would name them: the last name
+/// (`status.phase` → PHASE), or where that is only `status`, what it is the status of
+/// (`status.sync.status` → SYNC, `status.conditions[type=Ready].status` → READY). Titles that
+/// would still collide keep their whole path.
+pub(crate) fn column_titles(paths: &[String]) -> Vec<String> {
+    let short: Vec<String> = paths.iter().map(|p| column_title(p)).collect();
+    short
+        .iter()
+        .zip(paths)
+        .map(|(t, p)| {
+            if short.iter().filter(|u| *u == t).count() > 1 {
+                p.to_uppercase()
+            } else {
+                t.clone()
+            }
+        })
+        .collect()
+}
+
 fn column_title(path: &str) -> String {
-    let last = path
-        .rsplit('.')
-        .find(|s| !s.is_empty() && !s.starts_with('['))
-        .unwrap_or(path);
-    let last: String = last.chars().take_while(|&c| c != '[').collect();
-    last.to_uppercase()
+    let mut names: Vec<&str> = Vec::new();
+    for seg in path.split('.') {
+        let (name, mut rest) = seg.split_once('[').map_or((seg, ""), |(n, r)| (n, r));
+        if !name.is_empty() {
+            names.push(name);
+        }
+        // `[type=Ready]` names the element by its value; `[0]` names nothing.
+        while let Some((inner, after)) = rest.split_once(']') {
+            if let Some((_, v)) = inner.split_once('=') {
+                names.push(v.trim().trim_matches(|c| c == '"' || c == '\''));
+            }
+            rest = after.trim_start_matches('[');
+        }
+    }
+    let title = match names.as_slice() {
+        [.., before, last] if last.eq_ignore_ascii_case("status") => before,
+        [.., last] => last,
+        [] => path,
+    };
+    title.to_uppercase()
 }
 
 fn expectation(r: &Resolver, a: &Assertion, list: bool) -> String {
@@ -1470,6 +1503,34 @@ fn on_host(r: &Resolver, host: Option<&Text>, sudo: bool, cmd: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn column_titles_name_what_a_status_is_of() {
+        let paths: Vec<String> = [
+            "status.conditions[type=Ready].status",
+            "status.conditions[type=Ready].reason",
+            "status.sync.status",
+            "status.health.status",
+            "status.operationState.phase",
+            "status.containerStatuses[0].state.waiting.reason",
+            "spec.nodeName",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            super::column_titles(&paths),
+            [
+                "READY",
+                "STATUS.CONDITIONS[TYPE=READY].REASON",
+                "SYNC",
+                "HEALTH",
+                "PHASE",
+                "STATUS.CONTAINERSTATUSES[0].STATE.WAITING.REASON",
+                "NODENAME"
+            ]
+        );
+        assert_eq!(super::column_titles(&["status".to_owned()]), ["STATUS"]);
+    }
+
     use std::collections::BTreeMap;
     use std::sync::Arc;
 

@@ -286,7 +286,7 @@ fn get_lists_shows_columns_and_checks_assertions_and_bounds() {
     assert_eq!(r.value()["names"], json!(["vault-0", "vault-1", "vault-2"]));
     let lines = r.lines();
     assert!(
-        lines.contains("NAME") && lines.contains("STATUS.CONDITIONS[TYPE=READY].STATUS"),
+        lines.contains("NAME") && lines.contains("READY") && lines.contains("CONTAINERS"),
         "{lines}"
     );
     assert!(lines.contains("busybox"), "{lines}");
