@@ -1875,3 +1875,48 @@ steps:
     assert_eq!(status["outcome"], "succeeded", "{out}");
     assert!(connect_refused(&new), "{new} outlived the run");
 }
+
+/// With no kubeconfig anywhere and not in a pod, drctl says it looked for the in-cluster
+/// service account and what to set; a `--kubeconfig` that does not exist is named.
+#[test]
+fn no_kubeconfig_and_no_service_account_say_where_drctl_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = dir.path().join("kube-read.yaml");
+    std::fs::write(
+        &runbook,
+        "apiVersion: drctl/v1\nkind: Runbook\nname: kube-read\ntitle: Read\nsummary: One read.\nsteps:\n  - id: pods\n    title: List pods\n    kube.get: { resource: { kind: Pod, namespace: default } }\n",
+    )
+    .unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let run = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_drctl"));
+        cmd.args(["run", runbook.to_str().unwrap(), "--yes", "--state-dir"])
+            .arg(dir.path().join("state"))
+            .args(extra)
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
+            .env("HOME", &home)
+            .env("NO_COLOR", "1");
+        let o = cmd.output().unwrap();
+        (
+            o.status.success(),
+            format!("{}{}", super::stdout(&o), super::stderr(&o)),
+        )
+    };
+    let (ok, all) = run(&[]);
+    assert!(!ok, "{all}");
+    assert!(
+        all.contains("the in-cluster service account (no kubeconfig found)")
+            && all.contains("check KUBECONFIG, --kubeconfig and --context"),
+        "{all}"
+    );
+    let missing = dir.path().join("nope.yaml");
+    let (ok, all) = run(&["--new", "--kubeconfig", missing.to_str().unwrap()]);
+    assert!(!ok, "{all}");
+    assert!(
+        all.contains(&format!("kubeconfig {}", missing.display())),
+        "{all}"
+    );
+}
