@@ -393,7 +393,6 @@ async fn cancellable<T>(ctx: &ActionCtx<'_>, fut: impl std::future::Future<Outpu
     }
 }
 
-/// A masked answer; a refused one (too short) is asked again a few times.
 /// The shares entered at a rekey or its verification: the runbook's inputs first, then
 /// the operator (masked); Vault's count; how many times the operator started over.
 struct ShareEntry<'k> {
@@ -490,6 +489,7 @@ impl<'k> ShareEntry<'k> {
     }
 }
 
+/// A masked answer; a refused one (too short) is asked again a few times.
 fn ask_secret(ctx: &ActionCtx<'_>, prompt: &str) -> Res<String> {
     let mut last = String::new();
     for _ in 0..ASK_ATTEMPTS {

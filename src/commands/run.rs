@@ -494,7 +494,8 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
         .as_ref()
         .map(|j| j.run_id.clone())
         .unwrap_or_else(|| new_run_id(&rb.name.value));
-    let _lock = if dry_run {
+    // Held until the run ends (dropped with this function).
+    let lock = if dry_run {
         None
     } else {
         Some(
@@ -516,7 +517,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             })?,
         )
     };
-    if let Some(h) = _lock.as_ref().and_then(|l| l.taken_over.as_ref()) {
+    if let Some(h) = lock.as_ref().and_then(|l| l.taken_over.as_ref()) {
         early_notices.push(format!(
             "took over the lock of run {} left by {} (pid {}, gone) since {}",
             h.run_id,

@@ -288,9 +288,10 @@ impl Engine<'_> {
     }
 
     /// Before step 1 of a run: list what the operator must hold, test each prerequisite
-    /// that has a `check`, then (at a terminal) have the operator confirm the others. A rehearsal reports a failed one as a problem; a
-    /// run stops before changing anything unless the operator chooses to go on (never
-    /// under --yes). Returns the state to end in, if the run must not start.
+    /// that has a `check`, then (at a terminal) have the operator confirm the others. A
+    /// rehearsal reports a failed check as a problem; a run stops before changing anything
+    /// unless the operator chooses to go on (never under --yes). Returns the state to end
+    /// in, if the run must not start.
     async fn prerequisites(&mut self) -> Result<Option<RunState>, EngineError> {
         let rb = self.rb;
         let by_hand: Vec<&str> = rb
