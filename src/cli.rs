@@ -81,7 +81,8 @@ pub struct RunArgs {
     /// Where runs are recorded (default: $XDG_STATE_HOME/drctl or ~/.local/state/drctl).
     #[arg(long, env = "DRCTL_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Take over the lock of a run whose drctl process is gone (same host only).
+    /// Take over the lock of another run whose drctl process is gone (same host only);
+    /// resuming that very run takes its lock without this flag.
     #[arg(long)]
     pub take_over_lock: bool,
     /// The kubeconfig for Kubernetes steps (default: KUBECONFIG, then ~/.kube/config;
