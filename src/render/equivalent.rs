@@ -1352,20 +1352,18 @@ pub(crate) fn column_titles(paths: &[String]) -> Vec<String> {
 }
 
 fn column_title(path: &str) -> String {
-    let mut names: Vec<&str> = Vec::new();
-    for seg in path.split('.') {
-        let (name, mut rest) = seg.split_once('[').map_or((seg, ""), |(n, r)| (n, r));
-        if !name.is_empty() {
-            names.push(name);
-        }
-        // `[type=Ready]` names the element by its value; `[0]` names nothing.
-        while let Some((inner, after)) = rest.split_once(']') {
-            if let Some((_, v)) = inner.split_once('=') {
-                names.push(v.trim().trim_matches(|c| c == '"' || c == '\''));
-            }
-            rest = after.trim_start_matches('[');
-        }
-    }
+    use crate::runbook::validate::{PathSegment, parse_field_path};
+    // Paths are validated when the runbook loads; one that is not still gets a title.
+    let segments = parse_field_path(path).unwrap_or_default();
+    // `[type=Ready]` names the element by its value; `[0]` names nothing.
+    let names: Vec<&str> = segments
+        .iter()
+        .filter_map(|s| match s {
+            PathSegment::Key(k) => Some(k.as_str()),
+            PathSegment::Filter { value, .. } => Some(value.as_str()),
+            PathSegment::Index(_) => None,
+        })
+        .collect();
     let title = match names.as_slice() {
         [.., before, last] if last.eq_ignore_ascii_case("status") => before,
         [.., last] => last,
