@@ -203,8 +203,10 @@ fn alive(pid: i32) -> bool {
     proc_stats().iter().any(|s| s.pid == pid && s.state != 'Z')
 }
 
-/// Wait until none of `pids` is alive; how long it took.
+/// Wait until none of `pids` is alive; how long it took. `limit` only turns a hang into a
+/// failure: on a busy machine it is at least a minute (issue 17).
 pub fn wait_gone(pids: &[i32], limit: Duration) -> Duration {
+    let limit = limit.max(FAIL_NOT_HANG);
     let t = Instant::now();
     while pids.iter().any(|p| alive(*p)) {
         assert!(
@@ -224,8 +226,13 @@ pub fn signal(pid: u32, sig: i32) {
     }
 }
 
-/// Poll `f` until it returns Some, or fail after `limit`.
+/// The shortest deadline of `wait_for` and `wait_gone`: they assert that something happens,
+/// never how fast, so a loaded machine must not fail them.
+const FAIL_NOT_HANG: Duration = Duration::from_secs(60);
+
+/// Poll `f` until it returns Some, or fail after `limit` (at least a minute; see above).
 pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let limit = limit.max(FAIL_NOT_HANG);
     let t = Instant::now();
     loop {
         if let Some(v) = f() {
@@ -1436,7 +1443,7 @@ fn ctrl_c_during_a_long_step_stops_it_journals_and_runs_cleanup() {
             .ok()
             .and_then(|s| s.trim().parse().ok())
     });
-    wait_for("`sleep 30` to run", Duration::from_secs(10), || {
+    wait_for("`sleep 300` to run", Duration::from_secs(10), || {
         (group_members(pgid).len() >= 2).then_some(())
     });
 
@@ -1445,8 +1452,9 @@ fn ctrl_c_during_a_long_step_stops_it_journals_and_runs_cleanup() {
     let (status, rest, err) = bg.finish();
     let took = t.elapsed();
     assert_eq!(status, Some(130), "{err}\n{rest:#?}");
+    // Stopped the step instead of waiting out its `sleep 300` (a bound by order, not speed).
     assert!(
-        took < Duration::from_secs(8),
+        took < Duration::from_secs(240),
         "drctl took {took:?} to stop after Ctrl-C"
     );
     let left = wait_for(

@@ -44,7 +44,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -153,6 +154,65 @@ pub fn log_tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The servers this test process has running (name, pid, log), for the TERM handler below.
+static LIVE: Mutex<Vec<(String, u32, PathBuf)>> = Mutex::new(Vec::new());
+/// Write end of the self-pipe the TERM handler signals through (-1 until installed).
+static TERM_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_term(_: libc::c_int) {
+    let fd = TERM_PIPE.load(Ordering::Relaxed);
+    // SAFETY: write(2) on a pipe is async-signal-safe; the buffer is a static byte.
+    unsafe {
+        libc::write(fd, b"t".as_ptr().cast(), 1);
+    }
+}
+
+/// When nextest ends a hung test (SIGTERM at its slow-timeout, .config/nextest.toml), print
+/// the tail of every running lab server's log and stop the servers, so the failure says what
+/// the test was waiting for and leaves no server behind. Installed with the first server.
+fn dump_logs_on_term() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: pipe(2) fills the two descriptors; checked below.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            eprintln!("lab: cannot create the TERM pipe; a hung test will not show lab logs");
+            return;
+        }
+        TERM_PIPE.store(fds[1], Ordering::Relaxed);
+        // SAFETY: the handler only writes one byte to a pipe.
+        unsafe {
+            libc::signal(
+                libc::SIGTERM,
+                on_term as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
+        }
+        let read_fd = fds[0];
+        std::thread::spawn(move || {
+            let mut b = [0u8; 1];
+            // SAFETY: a blocking read of one byte from our own pipe.
+            while unsafe { libc::read(read_fd, b.as_mut_ptr().cast(), 1) } != 1 {}
+            let live = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
+            eprintln!(
+                "lab: test terminated (SIGTERM: nextest's slow-timeout?); {} lab server(s) running",
+                live.len()
+            );
+            for (name, pid, log) in &live {
+                eprintln!(
+                    "---- lab: {name} (pid {pid}) log ({}), last 40 lines ----\n{}\n---- end of {name} log ----",
+                    log.display(),
+                    log_tail(log, 40)
+                );
+                // SAFETY: our own child, still registered, so not yet reaped.
+                unsafe {
+                    libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+                }
+            }
+            std::process::exit(124);
+        });
+    });
+}
+
 /// A running server process, its output appended to a log file. Dropping it stops it.
 struct Proc {
     name: String,
@@ -178,6 +238,10 @@ impl Proc {
                     cmd.get_program()
                 )
             });
+        dump_logs_on_term();
+        if let Ok(mut live) = LIVE.lock() {
+            live.push((name.to_string(), child.id(), log.to_path_buf()));
+        }
         Proc {
             name: name.to_string(),
             child,
@@ -189,7 +253,15 @@ impl Proc {
     }
 
     fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("try_wait")
+        let status = self.child.try_wait().expect("try_wait");
+        if status.is_some() {
+            // Reaped: its PID may be reused, so the TERM handler must not signal it.
+            let pid = self.pid();
+            if let Ok(mut live) = LIVE.lock() {
+                live.retain(|(_, p, _)| *p != pid);
+            }
+        }
+        status
     }
 
     /// TERM, wait up to 5 s, then KILL; always reaps the process.
@@ -215,6 +287,10 @@ impl Proc {
         );
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let pid = self.pid();
+        if let Ok(mut live) = LIVE.lock() {
+            live.retain(|(_, p, _)| *p != pid);
+        }
     }
 }
 
@@ -1543,26 +1619,31 @@ impl EtcdSupervisor {
 // kubesim
 // ---------------------------------------------------------------------------------------------
 
-/// The kubesim binary, built once per test process (`cargo build --manifest-path
+/// The kubesim binary: $KUBESIM_BIN when set (tests/run-all builds it once, in release, before
+/// the suite), else built once per test process (`cargo build --release --manifest-path
 /// tests/kubesim/Cargo.toml`, target dir $KUBESIM_TARGET_DIR or tests/kubesim/target, shared
-/// with tests/lab/up; cargo's lock serialises concurrent builds). Under a second when fresh.
+/// with tests/lab/up; cargo's lock serialises concurrent builds). Release, because a debug
+/// build is too slow for thousands of objects on a busy 2-core machine (issue 17).
 pub fn kubesim_bin() -> &'static PathBuf {
     static B: OnceLock<PathBuf> = OnceLock::new();
     B.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("KUBESIM_BIN") {
+            return require(Path::new(&bin), "kubesim ($KUBESIM_BIN)");
+        }
         let root = super::root();
         let target = std::env::var_os("KUBESIM_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("tests/kubesim/target"));
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let o = Command::new(cargo)
-            .args(["build", "-q", "--manifest-path"])
+            .args(["build", "-q", "--release", "--manifest-path"])
             .arg(root.join("tests/kubesim/Cargo.toml"))
             .env("CARGO_TARGET_DIR", &target)
             .stdin(Stdio::null())
             .output()
             .expect("run cargo build for kubesim");
         assert!(o.status.success(), "building kubesim: {}", output_text(&o));
-        require(&target.join("debug/kubesim"), "kubesim")
+        require(&target.join("release/kubesim"), "kubesim")
     })
 }
 
@@ -2106,5 +2187,173 @@ impl Sshd {
                 sup.manifests_dir().display().to_string(),
             ),
         ]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real control plane (tests/lab/k8s)
+// ---------------------------------------------------------------------------------------------
+
+/// A real Kubernetes control plane for one test, started by `tests/lab/k8s/up` in its own temp
+/// dir: etcd, kube-apiserver over TLS (kubeadm-style PKI), kube-controller-manager,
+/// kube-scheduler and kwok (fake nodes and kubelets), with the upstream CRDs of Argo CD, Velero,
+/// External Secrets and Longhorn. Stopped by `tests/lab/k8s/down` (by PID) on drop. The
+/// binaries come from `tests/lab/k8s/install` (built once per machine, cached).
+pub struct RealKube {
+    state: PathBuf,
+    env: Vec<(String, String)>,
+    base: Base,
+}
+
+impl RealKube {
+    pub fn start() -> RealKube {
+        let base = Base::new("k8s");
+        let state = base.path().join("state");
+        let log = File::create(&base.log).expect("create the k8s lab log");
+        let err = log.try_clone().expect("clone log handle");
+        let status = Command::new(super::root().join("tests/lab/k8s/up"))
+            .arg(&state)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run tests/lab/k8s/up: {e}"));
+        assert!(
+            status.success(),
+            "tests/lab/k8s/up failed ({status}); its output:\n{}\n(missing binaries? {INSTALL_HINT})",
+            log_tail(&base.log, 60)
+        );
+        let text = std::fs::read_to_string(state.join("env.sh")).expect("read the k8s lab env.sh");
+        let env: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| {
+                (
+                    k.to_owned(),
+                    v.trim_matches('"').trim_matches('\'').to_owned(),
+                )
+            })
+            .collect();
+        // Every process of the control plane, for the TERM handler (a hung test shows their logs).
+        if let (Ok(dir), Ok(mut live)) = (std::fs::read_dir(&state), LIVE.lock()) {
+            for entry in dir.flatten() {
+                let path = entry.path();
+                let Some(name) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".pid"))
+                else {
+                    continue;
+                };
+                if let Some(pid) = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u32>().ok())
+                {
+                    live.push((name.to_owned(), pid, state.join(format!("{name}.log"))));
+                }
+            }
+        }
+        RealKube { state, env, base }
+    }
+
+    /// A variable of the lab's env.sh (K8S_API_URL, K8S_CA_FILE, K8S_*_KUBECONFIG, KUBECTL, ...).
+    pub fn var(&self, name: &str) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{name} missing from {}/env.sh", self.state.display()))
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        self.var("K8S_API_URL")
+    }
+
+    /// The kubeadm-style admin.conf (RSA client certificate, O=system:masters).
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        PathBuf::from(self.var("K8S_ADMIN_KUBECONFIG"))
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state
+    }
+
+    /// The kubectl within the server's version skew (1.33), with the admin kubeconfig.
+    pub fn kubectl(&self) -> Command {
+        let mut c = Command::new(self.var("KUBECTL"));
+        c.arg("--kubeconfig")
+            .arg(self.kubeconfig_path())
+            .arg("--cache-dir")
+            .arg(self.base.path().join("kube-cache"))
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs kubectl with `args`, asserting success; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let o = self.kubectl().args(args).output().expect("run kubectl");
+        assert!(o.status.success(), "kubectl {args:?}: {}", output_text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `kubectl apply -f -` of `objects` (JSON), asserting success.
+    pub fn apply(&self, objects: &[Value]) {
+        use std::io::Write;
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+        let mut child = self
+            .kubectl()
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl apply");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(list.to_string().as_bytes())
+            .expect("write objects to kubectl");
+        let o = child.wait_with_output().expect("kubectl apply");
+        assert!(o.status.success(), "kubectl apply: {}", output_text(&o));
+    }
+}
+
+impl Drop for RealKube {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for name in ["kube-apiserver", "kwok", "kube-controller-manager"] {
+                let log = self.state.join(format!("{name}.log"));
+                eprintln!(
+                    "---- lab: {name} log ({}), last 30 lines ----\n{}\n---- end of {name} log ----",
+                    log.display(),
+                    log_tail(&log, 30)
+                );
+            }
+        }
+        let pids: Vec<u32> = std::fs::read_dir(&self.state)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .filter_map(|s| s.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let o = Command::new(super::root().join("tests/lab/k8s/down"))
+            .arg(&self.state)
+            .stdin(Stdio::null())
+            .output();
+        if let Ok(mut live) = LIVE.lock() {
+            live.retain(|(_, p, _)| !pids.contains(p));
+        }
+        match o {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!("lab: tests/lab/k8s/down failed: {}", output_text(&o)),
+            Err(e) => eprintln!("lab: cannot run tests/lab/k8s/down: {e}"),
+        }
     }
 }

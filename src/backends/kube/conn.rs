@@ -92,15 +92,41 @@ pub(crate) fn is_transient(e: &kube::Error) -> bool {
     match e {
         kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
         kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
-            !is_credential_failure(&error_chain(e))
+            let chain = error_chain(e);
+            !is_credential_failure(&chain) && tls_failure(&chain).is_none()
         }
         _ => false,
     }
 }
 
 fn is_credential_failure(text: &str) -> bool {
+    if tls_failure(text).is_some() {
+        return false;
+    }
     let t = text.to_ascii_lowercase();
     t.contains("expired") || t.contains("certificate") && t.contains("invalid")
+}
+
+/// What to do when the client could not verify the server's certificate (rustls's words in the
+/// error chain), or None when the error is not that. Waiting never heals it.
+pub(crate) fn tls_failure(text: &str) -> Option<&'static str> {
+    if !text.contains("invalid peer certificate") {
+        return None;
+    }
+    Some(
+        if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+            "the CA in the kubeconfig (certificate-authority-data) did not sign the server's certificate: take the cluster's CA (kubeadm: /etc/kubernetes/pki/ca.crt; k3s: /var/lib/rancher/k3s/server/tls/server-ca.crt) or a fresh kubeconfig"
+        } else if text.contains("NotValidForName") || text.contains("not valid for name") {
+            "the server's certificate does not name the address in the kubeconfig: use an address it was issued for (its subject alternative names), or add this one to the API server's certificate"
+        } else if ["Expired", "expired", "NotValidYet", "not valid yet"]
+            .iter()
+            .any(|w| text.contains(w))
+        {
+            "the server's certificate is outside its validity period: check this machine's clock, then renew the API server's certificates (kubeadm certs renew all)"
+        } else {
+            "check the CA and server address in the kubeconfig"
+        },
+    )
 }
 
 impl Conn {
@@ -148,7 +174,13 @@ impl Conn {
             | kube::Error::Service(_)
             | kube::Error::ReadEvents(_)) => {
                 let detail = error_chain(&e);
-                if is_credential_failure(&detail) {
+                if let Some(hint) = tls_failure(&detail) {
+                    KubeError::Tls {
+                        server: self.server.clone(),
+                        detail,
+                        hint,
+                    }
+                } else if is_credential_failure(&detail) {
                     KubeError::Credentials {
                         server: self.server.clone(),
                         detail,
@@ -197,5 +229,31 @@ pub(crate) fn short(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} {}", s.code, s.message),
         other => error_chain(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_credential_failure, tls_failure};
+
+    // rustls's words, as seen from the lab's kube-apiserver (tests/integration/backend_kube/real.rs).
+    const UNKNOWN_CA: &str =
+        "ServiceError: client error (Connect): invalid peer certificate: UnknownIssuer";
+    const WRONG_NAME: &str = "ServiceError: client error (Connect): invalid peer certificate: certificate not valid for name \"api.elsewhere.lab\"; certificate is only valid for IpAddress(127.0.0.1)";
+    const EXPIRED: &str = "client error (Connect): invalid peer certificate: certificate expired: verification time 1767225600 (UNIX), but certificate is not valid after 1735689600 (31536000 seconds ago)";
+
+    #[test]
+    fn a_server_certificate_that_cannot_be_verified_is_tls_not_credentials() {
+        for (text, words) in [
+            (UNKNOWN_CA, "did not sign"),
+            (WRONG_NAME, "does not name"),
+            (EXPIRED, "validity period"),
+        ] {
+            let hint = tls_failure(text).unwrap_or_else(|| panic!("not TLS: {text}"));
+            assert!(hint.contains(words), "{text}: {hint}");
+            assert!(!is_credential_failure(text), "{text}");
+        }
+        assert_eq!(tls_failure("tcp connect error: Connection refused"), None);
+        assert!(is_credential_failure("exec plugin: token expired"));
     }
 }

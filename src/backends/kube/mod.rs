@@ -36,6 +36,14 @@ pub enum KubeError {
     )]
     Credentials { server: String, detail: String },
     #[error(
+        "cannot verify the TLS certificate of the API server at {server} ({detail}); {hint}; drctl never falls back to an unverified connection"
+    )]
+    Tls {
+        server: String,
+        detail: String,
+        hint: &'static str,
+    },
+    #[error(
         "forbidden: {detail}; the kubeconfig's user lacks the RBAC permission (check with `kubectl auth can-i`), or use a more privileged context"
     )]
     Forbidden { detail: String },

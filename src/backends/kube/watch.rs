@@ -10,7 +10,7 @@ use kube::runtime::utils::Backoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 
-use super::conn::{Conn, short};
+use super::conn::{Conn, error_chain, short, tls_failure};
 use super::resource::key_of;
 use super::{KubeError, Out, Result};
 use crate::runbook::text::Dur;
@@ -202,7 +202,8 @@ pub(crate) async fn until(
 
 const JUDGE_EVERY: Duration = Duration::from_millis(100);
 
-/// Errors a resumed watch cannot get past: credentials, RBAC, a kind that is not served.
+/// Errors a resumed watch cannot get past: credentials, RBAC, a kind that is not served, a
+/// server certificate that cannot be verified.
 fn permanent(conn: &Conn, e: &watcher::Error, what: &str) -> Option<KubeError> {
     let status = match e {
         watcher::Error::InitialListFailed(kube::Error::Api(s))
@@ -214,6 +215,14 @@ fn permanent(conn: &Conn, e: &watcher::Error, what: &str) -> Option<KubeError> {
             return Some(KubeError::Credentials {
                 server: conn.server.clone(),
                 detail: short(a),
+            });
+        }
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) => {
+            let detail = error_chain(e);
+            return tls_failure(&detail).map(|hint| KubeError::Tls {
+                server: conn.server.clone(),
+                detail,
+                hint,
             });
         }
         _ => return None,

@@ -94,7 +94,7 @@ impl Sim {
         let (drop_watches, _) = watch::channel(0);
         let (kill_conns, _) = watch::channel(0);
         Sim {
-            store: Mutex::new(Store::new()),
+            store: Mutex::new(Store::new(scenario.clocks_start_at_watch)),
             faults: Mutex::new(Faults::default()),
             scenario,
             drop_watches,
@@ -600,6 +600,19 @@ fn stream_response(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>, table: boo
     r
 }
 
+/// An open watch stream; dropping it tells the store the watch ended.
+struct WatchOpen {
+    sim: Arc<Sim>,
+    key: String,
+    n: usize,
+}
+
+impl Drop for WatchOpen {
+    fn drop(&mut self) {
+        self.sim.store().watch_closed(&self.key, self.n);
+    }
+}
+
 fn watch(
     sim: &Arc<Sim>,
     p: WatchParams,
@@ -619,8 +632,10 @@ fn watch(
     let key = p.rt.key();
 
     // Under one lock: the initial state or the replay, and the subscription for what follows.
+    let watch_no;
     let (mut initial, mut events, start_rv) = {
-        let store = sim.store();
+        let mut store = sim.store();
+        watch_no = store.watch_opened(&key);
         let current = store.resource_version();
         match requested_rv {
             Some(rv) if rv > 0 && !initial_events => match store.watch_from(&key, rv) {
@@ -635,6 +650,7 @@ fn watch(
                 Err(e) => {
                     // kube-apiserver answers an expired version with 200 and an ERROR event.
                     let _ = tx.try_send(Ok(watch_line("ERROR", &e.to_status())));
+                    store.watch_closed(&key, watch_no);
                     return Ok(stream_response(rx, p.wants_table));
                 }
             },
@@ -657,6 +673,12 @@ fn watch(
     let sim = sim.clone();
     let wants_table = p.wants_table;
     tokio::spawn(async move {
+        // The simulator's clocks (`clocksStartAtWatch`) learn when this watch ends, however.
+        let _open = WatchOpen {
+            sim: sim.clone(),
+            key: key.clone(),
+            n: watch_no,
+        };
         for line in initial.drain(..) {
             if tx.send(Ok(line)).await.is_err() {
                 return;

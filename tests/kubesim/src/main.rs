@@ -135,10 +135,16 @@ fn seed(sim: &Sim) -> Result<(), MainError> {
     Ok(())
 }
 
-async fn serve(sim: Arc<Sim>, mut listener: TcpListener) -> Result<(), MainError> {
+/// `up_now`: SIGUSR1, which ends a `/_sim/down` outage at once (ignored while the API is up).
+async fn serve(
+    sim: Arc<Sim>,
+    mut listener: TcpListener,
+    mut up_now: tokio::signal::unix::Signal,
+) -> Result<(), MainError> {
     let addr = listener.local_addr()?;
     loop {
         tokio::select! {
+            _ = up_now.recv() => {}
             accepted = listener.accept() => {
                 let (stream, _) = match accepted {
                     Ok(x) => x,
@@ -192,7 +198,10 @@ async fn serve(sim: Arc<Sim>, mut listener: TcpListener) -> Result<(), MainError
                     .unwrap_or_else(Instant::now);
                 drop(listener);
                 eprintln!("kubesim: down (fault injection) until {:?} from now", until.saturating_duration_since(Instant::now()));
-                tokio::time::sleep_until(until.into()).await;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until.into()) => {}
+                    _ = up_now.recv() => eprintln!("kubesim: SIGUSR1: the outage ends now"),
+                }
                 // The port may linger briefly; retry rather than give up the simulator.
                 let mut tries = 0;
                 listener = loop {
@@ -239,6 +248,10 @@ async fn run() -> Result<(), MainError> {
     if let Ok(mut a) = sim.addr.lock() {
         *a = addr.to_string();
     }
+    // SIGUSR1 ends a `/_sim/down` outage at once: a test acts inside the outage for as long as
+    // it needs (say, until its client has seen "connection refused"), then brings the API back,
+    // instead of racing the outage's timer. Handled before the address is announced.
+    let up_now = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
     if let Some(path) = &args.kubeconfig_out {
         write_kubeconfig(path, addr)?;
     }
@@ -249,7 +262,7 @@ async fn run() -> Result<(), MainError> {
     }
     tokio::spawn(controllers::run(sim.clone()));
     tokio::spawn(pod_hooks::readiness(sim.clone()));
-    serve(sim, listener).await
+    serve(sim, listener, up_now).await
 }
 
 #[tokio::main]

@@ -61,6 +61,10 @@ pub struct Scenario {
     pub on_delete_timeout_ms: u64,
     /// Objects (any kind the simulator serves) created at start, status included.
     pub objects: Vec<Value>,
+    /// Timed transitions (the `*AfterMs` fields) count from when a client first watches the
+    /// object's type, not from the object's creation: a test that must see a state before a
+    /// change sees it however slow the machine is, since no change happens before its watch.
+    pub clocks_start_at_watch: bool,
     pub faults: Faults,
 }
 
@@ -88,6 +92,7 @@ impl Default for Scenario {
             longhorn_restore_after_ms: 500,
             on_delete_timeout_ms: 60_000,
             objects: vec![],
+            clocks_start_at_watch: false,
             faults: Faults::default(),
         }
     }

@@ -64,6 +64,10 @@ pub struct Store {
     tx: broadcast::Sender<Arc<Event>>,
     /// When each object (by uid) was created, on the simulator's monotonic clock.
     born: HashMap<String, Instant>,
+    /// Watches of each type (by storage key): when each opened and, once ended, when; see `age`.
+    watches: HashMap<String, Vec<(Instant, Option<Instant>)>>,
+    /// The scenario's `clocksStartAtWatch`.
+    clocks_start_at_watch: bool,
     seed: u64,
     /// Pods with an on-delete command deleted since the simulator last took them.
     deleted_hooked_pods: Vec<Value>,
@@ -118,7 +122,7 @@ fn spec_part(obj: &Value) -> Value {
 }
 
 impl Store {
-    pub fn new() -> Self {
+    pub fn new(clocks_start_at_watch: bool) -> Self {
         let (tx, _) = broadcast::channel(4096);
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -132,6 +136,8 @@ impl Store {
             floor: 0,
             tx,
             born: HashMap::new(),
+            watches: HashMap::new(),
+            clocks_start_at_watch,
             seed,
             deleted_hooked_pods: Vec::new(),
         };
@@ -193,8 +199,46 @@ impl Store {
         self.tx.subscribe()
     }
 
-    pub fn age(&self, obj: &Value) -> Option<std::time::Duration> {
+    /// How long ago `obj` was created (kubectl's AGE column).
+    pub fn since_created(&self, obj: &Value) -> Option<std::time::Duration> {
         self.born.get(meta_str(obj, "uid")).map(Instant::elapsed)
+    }
+
+    /// How long the controllers have seen `obj`: since its creation or, with
+    /// `clocksStartAtWatch`, since the first watch of its type that was open at its creation or
+    /// opened after it (None until there is one: its clock has not started).
+    pub fn age(&self, obj: &Value) -> Option<std::time::Duration> {
+        let born = *self.born.get(meta_str(obj, "uid"))?;
+        if !self.clocks_start_at_watch {
+            return Some(born.elapsed());
+        }
+        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+        let start = self
+            .find_kind(group, kind)
+            .and_then(|rt| self.watches.get(&rt.key()))
+            .and_then(|ws| {
+                ws.iter()
+                    .filter(|(_, closed)| closed.is_none_or(|c| c > born))
+                    .map(|(opened, _)| (*opened).max(born))
+                    .min()
+            });
+        start.map(|t| t.elapsed())
+    }
+
+    /// A client opened a watch on the type stored under `key`; the number to end it with.
+    pub fn watch_opened(&mut self, key: &str) -> usize {
+        let ws = self.watches.entry(key.to_string()).or_default();
+        ws.push((Instant::now(), None));
+        ws.len() - 1
+    }
+
+    /// The watch `n` of `watch_opened` ended.
+    pub fn watch_closed(&mut self, key: &str, n: usize) {
+        if let Some(w) = self.watches.get_mut(key).and_then(|ws| ws.get_mut(n)) {
+            w.1 = Some(Instant::now());
+        }
     }
 
     /// Events after `rv` for `key`, plus a receiver for what follows, taken atomically.
@@ -668,7 +712,7 @@ impl Store {
 
 impl Default for Store {
     fn default() -> Self {
-        Self::new()
+        Self::new(false)
     }
 }
 

@@ -17,7 +17,7 @@ fn human_age(secs: u64) -> String {
 
 fn age(store: &Store, obj: &Value) -> String {
     store
-        .age(obj)
+        .since_created(obj)
         .map(|d| human_age(d.as_secs()))
         .unwrap_or_else(|| "<unknown>".into())
 }

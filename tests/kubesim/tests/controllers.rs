@@ -2,9 +2,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{Sim, b64decode, wait_until};
+use common::{KUBECTL_TIMEOUT, PATIENCE, Sim, b64decode, wait_until};
 
 const FAST: &str = r#"
 podReadyAfterMs: 200
@@ -35,7 +33,7 @@ fn statefulset_pod_comes_back_ready_after_delete() {
     );
     // The controller creates vault-0 on its next tick; `kubectl wait` on a name that does not
     // exist yet fails at once, as against a real cluster.
-    wait_until("vault-0 created", Duration::from_secs(5), || {
+    wait_until("vault-0 created", PATIENCE, || {
         sim.kubectl_output(&["-n", "vault", "get", "pod", "vault-0"])
             .status
             .success()
@@ -46,7 +44,7 @@ fn statefulset_pod_comes_back_ready_after_delete() {
         "wait",
         "--for=condition=ready",
         "pod/vault-0",
-        "--timeout=10s",
+        KUBECTL_TIMEOUT,
     ]);
     let uid = sim.kubectl(&[
         "-n",
@@ -58,7 +56,7 @@ fn statefulset_pod_comes_back_ready_after_delete() {
         "jsonpath={.metadata.uid}",
     ]);
     sim.kubectl(&["-n", "vault", "delete", "pod", "vault-0"]);
-    wait_until("vault-0 re-created", Duration::from_secs(5), || {
+    wait_until("vault-0 re-created", PATIENCE, || {
         let out = sim.kubectl_output(&[
             "-n",
             "vault",
@@ -76,7 +74,7 @@ fn statefulset_pod_comes_back_ready_after_delete() {
         "wait",
         "--for=condition=ready",
         "pod/vault-0",
-        "--timeout=10s",
+        KUBECTL_TIMEOUT,
     ]);
     sim.kubectl(&[
         "-n",
@@ -84,7 +82,7 @@ fn statefulset_pod_comes_back_ready_after_delete() {
         "wait",
         "--for=jsonpath={.status.readyReplicas}=1",
         "sts/vault",
-        "--timeout=5s",
+        KUBECTL_TIMEOUT,
     ]);
 }
 
@@ -107,7 +105,7 @@ fn deployment_rollout_restart_rolls_pods() {
         "rollout",
         "status",
         "deployment/external-secrets",
-        "--timeout=10s",
+        KUBECTL_TIMEOUT,
     ]);
     assert!(out.contains("successfully rolled out"), "{out}");
     let before = sim.kubectl(&[
@@ -134,10 +132,10 @@ fn deployment_rollout_restart_rolls_pods() {
         "rollout",
         "status",
         "deployment/external-secrets",
-        "--timeout=10s",
+        KUBECTL_TIMEOUT,
     ]);
     assert!(out.contains("successfully rolled out"), "{out}");
-    wait_until("old pods gone", Duration::from_secs(5), || {
+    wait_until("old pods gone", PATIENCE, || {
         let after = sim.kubectl(&[
             "-n",
             "security",
@@ -152,39 +150,60 @@ fn deployment_rollout_restart_rolls_pods() {
     });
 }
 
+/// FAST, except that the timings start when a client first watches the type, and that a
+/// Restore stays InProgress long enough for the controller (a 50 ms loop) never to skip it.
+const FAST_FROM_WATCH: &str = r#"
+clocksStartAtWatch: true
+restoreInProgressAfterMs: 100
+restoreCompleteAfterMs: 2000
+restoresPartiallyFailed: [daily-broken]
+"#;
+
 #[test]
 fn velero_restore_completes_or_partially_fails() {
-    let sim = Sim::start_with(FAST);
+    let sim = Sim::start_with(FAST_FROM_WATCH);
     sim.kubectl(&["create", "namespace", "velero"]);
     sim.apply("apiVersion: velero.io/v1\nkind: Restore\nmetadata: {name: r1, namespace: velero}\nspec: {backupName: daily-20250101}\n");
-    wait_until("restore InProgress", Duration::from_secs(5), || {
-        sim.kubectl(&[
-            "-n",
-            "velero",
-            "get",
-            "restore",
-            "r1",
-            "-o",
-            "jsonpath={.status.phase}",
-        ]) == "InProgress"
-    });
+    // Nothing moves before a client watches Restores: the phases are seen in order, through the
+    // watch, however slowly kubectl starts.
+    let mut watch = sim.kubectl_stream(&[
+        "-n",
+        "velero",
+        "get",
+        "restores",
+        "-w",
+        "-o",
+        "custom-columns=NAME:.metadata.name,PHASE:.status.phase",
+    ]);
+    let row = |name: &'static str, phase: &'static str| {
+        move |l: &str| l.split_whitespace().collect::<Vec<_>>() == [name, phase]
+    };
+    watch.wait_for("r1 InProgress", row("r1", "InProgress"));
+    assert!(
+        !watch.seen.iter().any(|l| row("r1", "Completed")(l)),
+        "Completed before InProgress: {:?}",
+        watch.seen
+    );
+    watch.wait_for("r1 Completed, after InProgress", row("r1", "Completed"));
     sim.kubectl(&[
         "-n",
         "velero",
         "wait",
         "--for=jsonpath={.status.phase}=Completed",
         "restore/r1",
-        "--timeout=10s",
+        KUBECTL_TIMEOUT,
     ]);
     sim.apply("apiVersion: velero.io/v1\nkind: Restore\nmetadata: {name: r2, namespace: velero}\nspec: {backupName: daily-broken}\n");
+    watch.wait_for("r2 InProgress", row("r2", "InProgress"));
     sim.kubectl(&[
         "-n",
         "velero",
         "wait",
         "--for=jsonpath={.status.phase}=PartiallyFailed",
         "restore/r2",
-        "--timeout=10s",
+        KUBECTL_TIMEOUT,
     ]);
+    watch.wait_for("r2 PartiallyFailed", row("r2", "PartiallyFailed"));
     assert_eq!(
         sim.kubectl(&[
             "-n",
@@ -210,7 +229,7 @@ fn argocd_application_syncs_and_hard_refresh_unsticks() {
         "wait",
         "--for=jsonpath={.status.sync.status}=Synced",
         "application/vault",
-        "--timeout=10s",
+        KUBECTL_TIMEOUT,
     ]);
     assert_eq!(
         sim.kubectl(&[
@@ -243,7 +262,7 @@ fn argocd_application_syncs_and_hard_refresh_unsticks() {
         "wait",
         "--for=jsonpath={.status.sync.status}=Synced",
         "application/stuck",
-        "--timeout=10s",
+        KUBECTL_TIMEOUT,
     ]);
     let ann = sim.kubectl(&[
         "-n",
@@ -273,7 +292,7 @@ fn external_secrets_wait_for_a_degraded_store_until_eso_restarts() {
         "--image=eso",
     ]);
     sim.apply("apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {name: vault-backend}\nspec: {provider: {vault: {server: http://vault:8200}}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: vault-unseal-key, namespace: security}\nspec:\n  secretStoreRef: {kind: ClusterSecretStore, name: vault-backend}\n  target: {name: vault-unseal-key}\n  data: [{secretKey: key, remoteRef: {key: unseal}}]\n");
-    wait_until("store degraded", Duration::from_secs(5), || {
+    wait_until("store degraded", PATIENCE, || {
         sim.kubectl(&[
             "get",
             "clustersecretstore",
@@ -302,7 +321,7 @@ fn external_secrets_wait_for_a_degraded_store_until_eso_restarts() {
         "wait",
         "--for=condition=Ready",
         "clustersecretstore/vault-backend",
-        "--timeout=10s",
+        KUBECTL_TIMEOUT,
     ]);
     sim.kubectl(&[
         "-n",
@@ -310,7 +329,7 @@ fn external_secrets_wait_for_a_degraded_store_until_eso_restarts() {
         "wait",
         "--for=condition=Ready",
         "externalsecret/vault-unseal-key",
-        "--timeout=10s",
+        KUBECTL_TIMEOUT,
     ]);
     let key = sim.kubectl(&[
         "-n",
@@ -362,7 +381,7 @@ fn cronjob_job_runs_and_has_logs() {
         "wait",
         "--for=condition=complete",
         "job/vault-auto-unseal-manual",
-        "--timeout=10s",
+        KUBECTL_TIMEOUT,
     ]);
     let logs = sim.kubectl(&[
         "-n",
@@ -399,7 +418,7 @@ fn cronjob_schedules_jobs_when_asked() {
         "--image=x",
         "--schedule=* * * * *",
     ]);
-    wait_until("a scheduled job failed", Duration::from_secs(10), || {
+    wait_until("a scheduled job failed", PATIENCE, || {
         sim.kubectl(&[
             "-n",
             "ops",
@@ -435,7 +454,7 @@ fn longhorn_volume_restores_from_backup() {
         "wait",
         "--for=jsonpath={.status.state}=detached",
         "volume.longhorn.io/vault-data",
-        "--timeout=10s",
+        KUBECTL_TIMEOUT,
     ]);
     let s = sim.kubectl(&[
         "-n",

@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::Sim;
+use common::{PATIENCE, Sim};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::Job;
@@ -28,7 +26,8 @@ async fn client(sim: &Sim) -> Client {
     Client::try_from(config).expect("build kube client")
 }
 
-const WAIT: Duration = Duration::from_secs(10);
+/// Only so that a broken simulator fails the test instead of hanging it.
+const WAIT: std::time::Duration = PATIENCE;
 
 fn api_code(e: &kube::Error) -> Option<u16> {
     match e {
@@ -290,6 +289,19 @@ async fn watcher_recovers_from_a_dropped_watch() {
         .expect("ok")
         .expect("some");
     assert_eq!(first.metadata.name.as_deref(), Some("before"));
+    // `before` came from the watcher's initial list, which was over by then: an object created
+    // now can only reach it through its watch. Once it has, that watch is open (and subscribed
+    // to the drop), so the drop below surely cuts a live watch.
+    cms.create(&PostParams::default(), &make("live"))
+        .await
+        .expect("create");
+    let live = tokio::time::timeout(WAIT, stream.try_next())
+        .await
+        .expect("event")
+        .expect("ok")
+        .expect("some");
+    assert_eq!(live.metadata.name.as_deref(), Some("live"));
+    let before_drop = sim.requests();
     assert_eq!(sim.http("POST", "/_sim/drop-watches", "").0, 200);
     cms.create(&PostParams::default(), &make("after"))
         .await
@@ -307,6 +319,14 @@ async fn watcher_recovers_from_a_dropped_watch() {
     .await
     .expect("the watcher recovers in time");
     assert!(seen);
+    // It did so with a new request (a re-watch or a re-list), not over the cut watch.
+    let after = sim.requests();
+    let n =
+        |v: &serde_json::Value| v["watch"].as_u64().unwrap_or(0) + v["list"].as_u64().unwrap_or(0);
+    assert!(
+        n(&after) > n(&before_drop),
+        "requests before the drop {before_drop}, after {after}"
+    );
 }
 
 /// `Api::<Pod>::portforward` (the WebSocket channel protocol drctl uses) through kubesim to a
@@ -335,9 +355,13 @@ async fn portforward_relays_to_the_annotated_address() {
     ));
     let client = client(&sim).await;
     let pods: Api<Pod> = Api::namespaced(client, "vault");
-    await_condition(pods.clone(), "vault-0", conditions::is_pod_running())
-        .await
-        .expect("vault-0 running");
+    tokio::time::timeout(
+        WAIT,
+        await_condition(pods.clone(), "vault-0", conditions::is_pod_running()),
+    )
+    .await
+    .expect("vault-0 running in time")
+    .expect("vault-0 running");
 
     let mut pf = pods
         .portforward("vault-0", &[8200])

@@ -3,9 +3,8 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::Duration;
 
-use common::{Sim, b64decode, file_str, wait_until};
+use common::{KUBECTL_TIMEOUT, PATIENCE, Sim, b64decode, file_str, wait_until};
 
 #[test]
 fn get_all_namespaces_and_discovery() {
@@ -204,7 +203,9 @@ spec:
 
 #[test]
 fn wait_for_condition_and_jsonpath() {
-    let sim = Sim::start_with("podReadyAfterMs: 1500");
+    // The pod's clock starts when a client first watches pods (here `kubectl wait`): it is
+    // Pending until then, however long `apply` and `get` take.
+    let sim = Sim::start_with("podReadyAfterMs: 500\nclocksStartAtWatch: true");
     sim.kubectl(&["create", "namespace", "vault"]);
     sim.apply(POD);
     assert_eq!(
@@ -225,7 +226,7 @@ fn wait_for_condition_and_jsonpath() {
         "wait",
         "--for=condition=ready",
         "pod/vault-0",
-        "--timeout=10s",
+        KUBECTL_TIMEOUT,
     ]);
     assert_eq!(out.trim(), "pod/vault-0 condition met");
     let out = sim.kubectl(&[
@@ -234,7 +235,7 @@ fn wait_for_condition_and_jsonpath() {
         "wait",
         "--for=jsonpath={.status.phase}=Running",
         "pod/vault-0",
-        "--timeout=10s",
+        KUBECTL_TIMEOUT,
     ]);
     assert_eq!(out.trim(), "pod/vault-0 condition met");
     let err = sim.kubectl_fails(&[
@@ -353,7 +354,7 @@ fn apply_crd_custom_resource_and_status_subresource() {
         "wait",
         "--for=condition=established",
         "crd/widgets.example.com",
-        "--timeout=5s",
+        KUBECTL_TIMEOUT,
     ]);
     assert!(out.contains("condition met"), "{out}");
     let w = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1, namespace: default}\nspec: {size: large}\nstatus: {ready: true}\n";
@@ -412,29 +413,29 @@ fn apply_crd_custom_resource_and_status_subresource() {
 fn get_watch_streams_changes() {
     let sim = Sim::start_with("podReadyAfterMs: 500");
     sim.kubectl(&["create", "namespace", "vault"]);
-    let watch = sim
-        .kubectl_cmd(&[
-            "get",
-            "pods",
-            "-n",
-            "vault",
-            "-w",
-            "--request-timeout=4s",
-            "-o",
-            "custom-columns=NAME:.metadata.name,PHASE:.status.phase",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kubectl get -w");
-    std::thread::sleep(Duration::from_millis(700));
+    let mut watch = sim.kubectl_stream(&[
+        "get",
+        "pods",
+        "-n",
+        "vault",
+        "-w",
+        "-o",
+        "custom-columns=NAME:.metadata.name,PHASE:.status.phase",
+    ]);
+    // The pod is created only once kubectl watches: every one of its changes is streamed.
+    sim.wait_for_watches(1);
     sim.apply(POD);
-    let out = watch
-        .wait_with_output()
-        .expect("kubectl get -w ends at its request timeout");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("vault-0   Pending"), "watch output:\n{text}");
-    assert!(text.contains("vault-0   Running"), "watch output:\n{text}");
+    // Pending first, then Running (a line is NAME and PHASE; kubectl is killed on drop).
+    let row = |want: &'static str| {
+        move |l: &str| l.split_whitespace().collect::<Vec<_>>() == ["vault-0", want]
+    };
+    watch.wait_for("vault-0 Pending", row("Pending"));
+    assert!(
+        !watch.seen.iter().any(|l| row("Running")(l)),
+        "Running before Pending: {:?}",
+        watch.seen
+    );
+    watch.wait_for("vault-0 Running, after Pending", row("Running"));
 }
 
 #[test]
@@ -463,12 +464,12 @@ fn delete_and_namespace_cascade() {
     assert_eq!(out.trim(), "secret \"s\" deleted");
     // The Restore's finalizer holds the namespace in Terminating.
     let del = sim
-        .kubectl_cmd(&["delete", "namespace", "backups", "--timeout=20s"])
+        .kubectl_cmd(&["delete", "namespace", "backups", "--timeout=120s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start kubectl delete namespace");
-    wait_until("namespace Terminating", Duration::from_secs(5), || {
+    wait_until("namespace Terminating", PATIENCE, || {
         sim.kubectl(&["get", "ns", "backups", "-o", "jsonpath={.status.phase}"]) == "Terminating"
     });
     let err = sim.kubectl_fails(&[
@@ -480,7 +481,7 @@ fn delete_and_namespace_cascade() {
         "--from-literal=a=b",
     ]);
     assert!(err.contains("because it is being terminated"), "{err}");
-    wait_until("configmap cascade-deleted", Duration::from_secs(5), || {
+    wait_until("configmap cascade-deleted", PATIENCE, || {
         !sim.kubectl_output(&["get", "cm", "c", "-n", "backups"])
             .status
             .success()

@@ -9,9 +9,9 @@ use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{Sim, wait_until};
+use common::{KUBECTL_TIMEOUT, PATIENCE, Sim, wait_until};
 
 /// A tiny HTTP server on 127.0.0.1:0: answers every request with `status` (changeable) and a
 /// body naming the path; counts the requests it served.
@@ -33,7 +33,7 @@ impl TinyHttp {
                 let Ok(mut conn) = conn else { continue };
                 let (st, sv) = (st.clone(), sv.clone());
                 std::thread::spawn(move || {
-                    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                    let _ = conn.set_read_timeout(Some(PATIENCE));
                     let mut head = Vec::new();
                     let mut buf = [0u8; 1024];
                     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -66,7 +66,7 @@ impl TinyHttp {
 /// One HTTP/1.1 GET over a fresh connection: (status, body), or the I/O error.
 fn get(addr: &str, path: &str) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
+    s.set_read_timeout(Some(PATIENCE))
         .map_err(|e| e.to_string())?;
     write!(
         s,
@@ -119,7 +119,7 @@ impl PortForward {
                 let _ = tx.send(line);
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + PATIENCE;
         let local = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
@@ -195,23 +195,19 @@ objects:
 }
 
 fn wait_running(sim: &Sim, ns: &str, pod: &str) {
-    wait_until(
-        &format!("{ns}/{pod} Running"),
-        Duration::from_secs(10),
-        || {
-            sim.kubectl_output(&[
-                "-n",
-                ns,
-                "get",
-                "pod",
-                pod,
-                "-o",
-                "jsonpath={.status.phase}",
-            ])
-            .stdout
-                == b"Running"
-        },
-    );
+    wait_until(&format!("{ns}/{pod} Running"), PATIENCE, || {
+        sim.kubectl_output(&[
+            "-n",
+            ns,
+            "get",
+            "pod",
+            pod,
+            "-o",
+            "jsonpath={.status.phase}",
+        ])
+        .stdout
+            == b"Running"
+    });
 }
 
 #[test]
@@ -251,7 +247,7 @@ fn port_forward_errors() {
     // No mapping for the port: the kubelet-style error on the error stream, and kubectl gives up.
     let pf = PortForward::start(&sim, "vault", "pod/vault-0", "8300");
     let _ = get(&pf.local, "/");
-    wait_until("kubectl reports the error", Duration::from_secs(10), || {
+    wait_until("kubectl reports the error", PATIENCE, || {
         pf.stderr()
             .contains("error forwarding port 8300 to pod vault-0_vault, uid ")
             && pf.stderr().contains("no mapping for port 8300")
@@ -261,15 +257,11 @@ fn port_forward_errors() {
     // A target that refuses the connection.
     let pf = PortForward::start(&sim, "vault", "pod/vault-0", "8200");
     let _ = get(&pf.local, "/");
-    wait_until(
-        "kubectl reports the refusal",
-        Duration::from_secs(10),
-        || {
-            let e = pf.stderr();
-            e.contains("error forwarding port 8200 to pod vault-0_vault")
-                && e.contains(&format!("failed to connect to {refused}"))
-        },
-    );
+    wait_until("kubectl reports the refusal", PATIENCE, || {
+        let e = pf.stderr();
+        e.contains("error forwarding port 8200 to pod vault-0_vault")
+            && e.contains(&format!("failed to connect to {refused}"))
+    });
     drop(pf);
 
     // A pod that does not exist: 404 from the API, and kubectl says NotFound.
@@ -302,7 +294,7 @@ fn statefulset_template_annotations_reach_its_pods() {
         "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: vault, namespace: vault}}\nspec:\n  replicas: 1\n  serviceName: vault\n  selector: {{matchLabels: {{app: vault}}}}\n  template:\n    metadata:\n      labels: {{app: vault}}\n      annotations: {{kubesim.drctl.dev/port-forward: \"8200={}\"}}\n    spec: {{containers: [{{name: vault, image: openbao}}]}}\n",
         target.addr
     ));
-    wait_until("vault-0 created", Duration::from_secs(5), || {
+    wait_until("vault-0 created", PATIENCE, || {
         sim.kubectl_output(&["-n", "vault", "get", "pod", "vault-0"])
             .status
             .success()
@@ -369,7 +361,7 @@ objects:
     });
     let mut seen: Vec<String> = Vec::new();
     let wait_for = |want: &str, seen: &mut Vec<String>| {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
@@ -391,13 +383,13 @@ objects:
     // Running, but the URL answers 503: not Ready, and probes do not rewrite the pod.
     wait_running(&sim, "vault", "vault-0");
     let before = health.served.load(Ordering::SeqCst);
-    wait_until("three probes", Duration::from_secs(10), || {
+    wait_until("three probes", PATIENCE, || {
         health.served.load(Ordering::SeqCst) >= before + 3
     });
     let state = ready_state(&sim, "vault", "vault-0");
     assert!(state.starts_with("Running False False false "), "{state}");
     let before = health.served.load(Ordering::SeqCst);
-    wait_until("three more probes", Duration::from_secs(10), || {
+    wait_until("three more probes", PATIENCE, || {
         health.served.load(Ordering::SeqCst) >= before + 3
     });
     assert_eq!(
@@ -416,7 +408,7 @@ objects:
         "wait",
         "--for=condition=Ready",
         "pod/vault-0",
-        "--timeout=5s",
+        KUBECTL_TIMEOUT,
     ]);
 
     // 429 (a standby Vault) is not 200: not Ready.
@@ -470,7 +462,7 @@ objects:
                 c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
     });
-    sim.kubectl(&["wait", "--for=condition=Ready", "pod/web", "--timeout=10s"]);
+    sim.kubectl(&["wait", "--for=condition=Ready", "pod/web", KUBECTL_TIMEOUT]);
 }
 
 #[test]
@@ -492,7 +484,7 @@ fn on_delete_runs_before_the_replacement_pod() {
                               "spec": {"containers": [{"name": "vault", "image": "openbao"}]}}}
     });
     sim.apply(&manifest.to_string());
-    wait_until("vault-0 created", Duration::from_secs(5), || {
+    wait_until("vault-0 created", PATIENCE, || {
         sim.kubectl_output(&["-n", "vault", "get", "pod", "vault-0"])
             .status
             .success()
@@ -512,23 +504,30 @@ fn on_delete_runs_before_the_replacement_pod() {
     sim.kubectl(&["-n", "vault", "delete", "pod", "vault-0", "--wait=false"]);
     let started = std::path::Path::new(&dir).join("hook-started");
     let done = std::path::Path::new(&dir).join("hook-done");
-    wait_until("the command started", Duration::from_secs(5), || {
-        started.exists()
-    });
+    wait_until("the command started", PATIENCE, || started.exists());
     assert!(!done.exists());
-    // While it runs, the StatefulSet does not bring vault-0 back (checked over 20 controller
-    // passes of 50 ms).
-    let until = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < until {
+    // While it runs, the StatefulSet does not bring vault-0 back. Proved by order, not by time:
+    // a second StatefulSet created now gets its pod from a controller pass that began after
+    // the command started, and a pass reconciles every StatefulSet under one store lock, so
+    // once witness-0 exists a whole later pass has left vault-0 missing. Two such passes.
+    for n in 0..2 {
+        sim.apply(&format!(
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: witness{n}, namespace: vault}}\nspec:\n  replicas: 1\n  serviceName: witness{n}\n  selector: {{matchLabels: {{app: witness{n}}}}}\n  template:\n    metadata: {{labels: {{app: witness{n}}}}}\n    spec: {{containers: [{{name: w, image: x}}]}}\n"
+        ));
+        wait_until(&format!("witness{n}-0 created"), PATIENCE, || {
+            sim.kubectl_output(&["-n", "vault", "get", "pod", &format!("witness{n}-0")])
+                .status
+                .success()
+        });
         let out = sim.kubectl_output(&["-n", "vault", "get", "pod", "vault-0", "-o", "name"]);
         assert!(
             !out.status.success(),
             "replacement created while the on-delete command runs"
         );
-        std::thread::sleep(Duration::from_millis(100));
     }
+    assert!(!done.exists(), "the command waits for its release");
     std::fs::write(std::path::Path::new(&dir).join("release"), "").expect("write release");
-    wait_until("the replacement vault-0", Duration::from_secs(10), || {
+    wait_until("the replacement vault-0", PATIENCE, || {
         let new_uid = sim.kubectl_output(&[
             "-n",
             "vault",
@@ -545,7 +544,7 @@ fn on_delete_runs_before_the_replacement_pod() {
         std::fs::read_to_string(&done).expect("the command finished first"),
         "vault/vault-0\n"
     );
-    wait_until("output in kubesim's log", Duration::from_secs(5), || {
+    wait_until("output in kubesim's log", PATIENCE, || {
         let log = std::fs::read_to_string(sim.path("kubesim.log")).unwrap_or_default();
         log.contains("kubesim: on-delete vault/vault-0: hook says hello")
             && log.contains("kubesim: on-delete vault/vault-0: finished")
@@ -570,7 +569,7 @@ objects:
 "#,
     );
     sim.kubectl(&["delete", "pod", "stuck"]);
-    wait_until("the command killed", Duration::from_secs(10), || {
+    wait_until("the command killed", PATIENCE, || {
         std::fs::read_to_string(sim.path("kubesim.log"))
             .unwrap_or_default()
             .contains("kubesim: on-delete default/stuck: still running after 300ms: killed")
