@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 mod real;
 
 use super::e2e::kget;
-use super::lab::{KubeSim, http, wait_until};
+use super::lab::{Cluster, KubeSim, http, wait_until};
 
 // ---------------------------------------------------------------------------------------
 // Harness: one action in-process against a simulator
@@ -117,7 +117,8 @@ impl Default for Opts {
     fn default() -> Self {
         Opts {
             dry_run: false,
-            timeout: Some(Duration::from_secs(20)),
+            // Only turns a hang into a failure: the real control plane on a busy machine is slow.
+            timeout: Some(Duration::from_secs(120)),
             inputs: Vec::new(),
             interactive: false,
             confirms: Vec::new(),
@@ -133,8 +134,8 @@ struct H {
 }
 
 impl H {
-    fn new(sim: &KubeSim) -> H {
-        H::with_kubeconfig(sim.kubeconfig_path().display().to_string())
+    fn new(cluster: &impl Cluster) -> H {
+        H::with_kubeconfig(cluster.kubeconfig_path().display().to_string())
     }
 
     fn with_kubeconfig(kubeconfig: String) -> H {
@@ -580,8 +581,12 @@ fn wait_survives_the_api_server_down_for_seconds() {
 
 #[test]
 fn namespace_is_created_once_and_previewed() {
-    let sim = KubeSim::start();
-    let h = H::new(&sim);
+    namespace_is_created_once_and_previewed_on(&KubeSim::start());
+}
+
+/// Also run against the real control plane (`real.rs`), like the other `*_on` bodies.
+fn namespace_is_created_once_and_previewed_on(sim: &impl Cluster) {
+    let h = H::new(sim);
     let ns = || Action::KubeNamespace(act("name: velero"));
     let r = h.run(
         ns(),
@@ -595,13 +600,13 @@ fn namespace_is_created_once_and_previewed() {
         "would create namespace velero (it does not exist)"
     );
     assert!(
-        kget(&sim, &["namespace", "velero"]).is_none(),
+        kget(sim, &["namespace", "velero"]).is_none(),
         "dry-run created nothing"
     );
     let r = h.ok(ns());
     assert_eq!(r.value()["created"], true);
     assert_eq!(
-        kget(&sim, &["namespace", "velero"]).unwrap()["status"]["phase"],
+        kget(sim, &["namespace", "velero"]).unwrap()["status"]["phase"],
         "Active"
     );
     let r = h.ok(ns());
@@ -611,9 +616,12 @@ fn namespace_is_created_once_and_previewed() {
 
 #[test]
 fn secret_create_or_replace_is_idempotent_and_never_shows_values() {
-    let sim = KubeSim::start();
+    secret_create_or_replace_is_idempotent_and_never_shows_values_on(&KubeSim::start());
+}
+
+fn secret_create_or_replace_is_idempotent_and_never_shows_values_on(sim: &impl Cluster) {
     sim.kubectl_ok(&["create", "namespace", "velero"]);
-    let h = H::new(&sim);
+    let h = H::new(sim);
     let key_id = "AKIA-SECRET-KEY-ID-123".to_string();
     let secret_key = "s3cr3t/Value+With=Chars".to_string();
     let inputs = || {
@@ -646,7 +654,7 @@ files:
     );
     assert!(
         kget(
-            &sim,
+            sim,
             &["secret", "-n", "velero", "velero-offsite-credentials"]
         )
         .is_none()
@@ -666,7 +674,7 @@ files:
         "{visible}"
     );
     let live = kget(
-        &sim,
+        sim,
         &["secret", "-n", "velero", "velero-offsite-credentials"],
     )
     .unwrap();
@@ -688,7 +696,7 @@ files:
     );
     assert_eq!(r.value()["action"], "unchanged");
     let live = kget(
-        &sim,
+        sim,
         &["secret", "-n", "velero", "velero-offsite-credentials"],
     )
     .unwrap();
@@ -734,7 +742,7 @@ files:
     assert_eq!(r.value()["action"], "replaced");
     assert!(!r.visible().contains(&new_key) && !r.visible().contains(&secret_key));
     let live = kget(
-        &sim,
+        sim,
         &["secret", "-n", "velero", "velero-offsite-credentials"],
     )
     .unwrap();
@@ -963,21 +971,25 @@ fn deployment(ns: &str, name: &str) -> Value {
 
 #[test]
 fn rollout_restart_and_status_for_deployments_statefulsets_daemonsets() {
-    let sim = KubeSim::start_with_scenario(&scenario(
-        "podReadyAfterMs: 200",
-        &[
-            deployment("security", "external-secrets"),
-            deployment("security", "external-secrets-webhook"),
-            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "vault", "namespace": "security"},
-                "spec": {"replicas": 2, "serviceName": "vault", "selector": {"matchLabels": {"app": "vault"}},
-                    "template": {"metadata": {"labels": {"app": "vault"}}, "spec": {"containers": [{"name": "v", "image": "v"}]}}}}),
-            json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "security"},
-                "spec": {"selector": {"matchLabels": {"app": "agent"}},
-                    "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "a", "image": "a"}]}}}}),
-            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}}),
-        ],
-    ));
-    let h = H::new(&sim);
+    let sim = KubeSim::start_with_scenario("podReadyAfterMs: 200\n");
+    // kubesim has no nodes of its own; the real control plane has kwok's.
+    sim.apply(&[json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}})]);
+    rollout_restart_and_status_for_deployments_statefulsets_daemonsets_on(&sim);
+}
+
+fn rollout_restart_and_status_for_deployments_statefulsets_daemonsets_on(sim: &impl Cluster) {
+    sim.kubectl_ok(&["create", "namespace", "security"]);
+    sim.apply(&[
+        deployment("security", "external-secrets"),
+        deployment("security", "external-secrets-webhook"),
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "vault", "namespace": "security"},
+            "spec": {"replicas": 2, "serviceName": "vault", "selector": {"matchLabels": {"app": "vault"}},
+                "template": {"metadata": {"labels": {"app": "vault"}}, "spec": {"containers": [{"name": "v", "image": "v"}]}}}}),
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "security"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "a", "image": "a"}]}}}}),
+    ]);
+    let h = H::new(sim);
     let status = |k: &str, names: &str| {
         Action::KubeRolloutStatus(act(&format!(
             "kind: {k}\nnamespace: security\nnames: [{names}]"
@@ -998,14 +1010,14 @@ fn rollout_restart_and_status_for_deployments_statefulsets_daemonsets() {
     let r = restart(true);
     assert!(r.lines().contains("would restart deployment/external-secrets in security: pod template annotation kubectl.kubernetes.io/restartedAt: (never) -> "), "{}", r.lines());
     assert!(
-        kget(&sim, &["deploy", "-n", "security", "external-secrets"]).unwrap()["spec"]["template"]
+        kget(sim, &["deploy", "-n", "security", "external-secrets"]).unwrap()["spec"]["template"]
             ["metadata"]
             .get("annotations")
             .is_none()
     );
     let r = restart(false);
     let at = r.value()["restarted_at"].as_str().unwrap().to_owned();
-    let d = kget(&sim, &["deploy", "-n", "security", "external-secrets"]).unwrap();
+    let d = kget(sim, &["deploy", "-n", "security", "external-secrets"]).unwrap();
     assert_eq!(
         d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"],
         at.as_str()
@@ -1019,7 +1031,7 @@ fn rollout_restart_and_status_for_deployments_statefulsets_daemonsets() {
         "{}",
         r.lines()
     );
-    let d = kget(&sim, &["deploy", "-n", "security", "external-secrets"]).unwrap();
+    let d = kget(sim, &["deploy", "-n", "security", "external-secrets"]).unwrap();
     assert!(d["status"]["observedGeneration"].as_i64() >= d["metadata"]["generation"].as_i64());
     // StatefulSet restart rolls its pods; status waits for them.
     h.ok(Action::KubeRolloutRestart(act(

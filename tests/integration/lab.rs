@@ -1746,9 +1746,7 @@ impl KubeSim {
 
     /// Runs kubectl with `args`, asserting success; returns stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let o = self.kubectl().args(args).output().expect("run kubectl");
-        assert!(o.status.success(), "kubectl {args:?}: {}", output_text(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        run_ok(self.kubectl(), args)
     }
 
     pub fn stop(&mut self) {
@@ -2271,36 +2269,28 @@ impl RealKube {
         self.var("K8S_API_URL")
     }
 
-    /// The kubeadm-style admin.conf (RSA client certificate, O=system:masters).
-    pub fn kubeconfig_path(&self) -> PathBuf {
-        PathBuf::from(self.var("K8S_ADMIN_KUBECONFIG"))
-    }
-
     pub fn state_dir(&self) -> &Path {
         &self.state
     }
+}
 
-    /// The kubectl within the server's version skew (1.33), with the admin kubeconfig.
-    pub fn kubectl(&self) -> Command {
-        let mut c = Command::new(self.var("KUBECTL"));
-        c.arg("--kubeconfig")
-            .arg(self.kubeconfig_path())
-            .arg("--cache-dir")
-            .arg(self.base.path().join("kube-cache"))
-            .env_remove("KUBECONFIG")
-            .stdin(Stdio::null());
-        c
-    }
+/// What a Kubernetes test needs of its API server, whichever tier it is: one test body runs
+/// against kubesim (fast, with fault injection) and against the real control plane.
+pub trait Cluster {
+    /// The kubeconfig with full rights (kubesim's, or the real control plane's admin.conf).
+    fn kubeconfig_path(&self) -> PathBuf;
+
+    /// A kubectl for this cluster (its kubeconfig and a discovery cache of its own); add
+    /// arguments and run.
+    fn kubectl(&self) -> Command;
 
     /// Runs kubectl with `args`, asserting success; returns stdout.
-    pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let o = self.kubectl().args(args).output().expect("run kubectl");
-        assert!(o.status.success(), "kubectl {args:?}: {}", output_text(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        run_ok(self.kubectl(), args)
     }
 
     /// `kubectl apply -f -` of `objects` (JSON), asserting success.
-    pub fn apply(&self, objects: &[Value]) {
+    fn apply(&self, objects: &[Value]) {
         use std::io::Write;
         let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
         let mut child = self
@@ -2319,6 +2309,41 @@ impl RealKube {
             .expect("write objects to kubectl");
         let o = child.wait_with_output().expect("kubectl apply");
         assert!(o.status.success(), "kubectl apply: {}", output_text(&o));
+    }
+}
+
+/// Runs `cmd` with `args`, asserting success; returns stdout.
+fn run_ok(mut cmd: Command, args: &[&str]) -> String {
+    let o = cmd.args(args).output().expect("run kubectl");
+    assert!(o.status.success(), "kubectl {args:?}: {}", output_text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+impl Cluster for KubeSim {
+    fn kubeconfig_path(&self) -> PathBuf {
+        KubeSim::kubeconfig_path(self)
+    }
+
+    fn kubectl(&self) -> Command {
+        KubeSim::kubectl(self)
+    }
+}
+
+impl Cluster for RealKube {
+    fn kubeconfig_path(&self) -> PathBuf {
+        PathBuf::from(self.var("K8S_ADMIN_KUBECONFIG"))
+    }
+
+    /// The kubectl within the server's version skew (1.33), with the admin kubeconfig.
+    fn kubectl(&self) -> Command {
+        let mut c = Command::new(self.var("KUBECTL"));
+        c.arg("--kubeconfig")
+            .arg(self.kubeconfig_path())
+            .arg("--cache-dir")
+            .arg(self.base.path().join("kube-cache"))
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null());
+        c
     }
 }
 

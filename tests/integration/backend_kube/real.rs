@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{H, Opts, get, wait};
+use crate::lab::Cluster;
 use crate::lab::RealKube;
 use drctl::runbook::Action;
 
@@ -173,6 +174,77 @@ fn tls_failures_are_named_and_never_fall_back_to_insecure() {
     );
 }
 
+/// admin.conf with a client certificate signed by the cluster's CA for `system:masters` that
+/// expired yesterday (minted with Python's cryptography, which moto brings).
+fn expired_client_kubeconfig(k: &RealKube) -> String {
+    let out = k.state_dir().join("expired.conf");
+    let script = r#"
+import base64, datetime, re, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+pki, src, dst = sys.argv[1:4]
+ca_cert = x509.load_pem_x509_certificate(open(f"{pki}/ca.crt", "rb").read())
+ca_key = serialization.load_pem_private_key(open(f"{pki}/ca.key", "rb").read(), None)
+key = ec.generate_private_key(ec.SECP256R1())
+now = datetime.datetime.now(datetime.timezone.utc)
+name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                  x509.NameAttribute(NameOID.COMMON_NAME, "expired-admin")])
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(ca_cert.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=2))
+        .not_valid_after(now - datetime.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+        .sign(ca_key, hashes.SHA256()))
+b64 = lambda b: base64.b64encode(b).decode()
+cert_b64 = b64(cert.public_bytes(serialization.Encoding.PEM))
+key_b64 = b64(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption()))
+text = open(src).read()
+text = re.sub(r"client-certificate-data: \S+", "client-certificate-data: " + cert_b64, text)
+text = re.sub(r"client-key-data: \S+", "client-key-data: " + key_b64, text)
+open(dst, "w").write(text)
+"#;
+    let o = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(k.state_dir().join("pki"))
+        .arg(k.kubeconfig_path())
+        .arg(&out)
+        .output()
+        .expect("run python3");
+    assert!(
+        o.status.success(),
+        "minting an expired certificate: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out.display().to_string()
+}
+
+#[test]
+fn an_expired_client_certificate_says_to_log_in_again_and_is_not_retried() {
+    let k = RealKube::start();
+    let expired = expired_client_kubeconfig(&k);
+    let r = H::with_kubeconfig(expired).run(get("resource: { kind: Namespace }"), Opts::default());
+    let e = r.err();
+    assert!(
+        e.contains("rejected the credentials") && e.contains("401"),
+        "{e}"
+    );
+    assert!(
+        e.contains("log in again or fetch a fresh kubeconfig"),
+        "{e}"
+    );
+    assert!(!r.events.contains("trying again"), "{}", r.events);
+    // Nothing was listed.
+    assert!(
+        !r.events.contains("kube-system"),
+        "nothing was listed with an expired certificate: {}",
+        r.events
+    );
+}
+
 fn base64_of(text: &str) -> String {
     use std::io::Write;
     let mut child = std::process::Command::new("base64")
@@ -227,53 +299,22 @@ fn waits_for_a_deployment_scheduled_on_kwok_nodes_by_the_real_controllers() {
             "{p}"
         );
     }
-    // A rollout restart goes through the real Deployment controller to new pods.
-    let before: Vec<String> = pod_names(&k, "security");
-    admin
-        .run(
-            Action::KubeRolloutRestart(act(
-                "kind: deployment\nnamespace: security\nnames: [external-secrets]",
-            )),
-            Opts {
-                timeout: Some(Duration::from_secs(120)),
-                ..Default::default()
-            },
-        )
-        .ok();
-    let r = admin.run(
-        Action::KubeRolloutStatus(act(
-            "kind: deployment\nnamespace: security\nnames: [external-secrets]",
-        )),
-        Opts {
-            timeout: Some(Duration::from_secs(120)),
-            ..Default::default()
-        },
-    );
-    r.ok();
-    let d = kget(&k, &["deployment", "-n", "security", "external-secrets"]).expect("deployment");
-    assert!(
-        d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
-            .is_string(),
-        "{d}"
-    );
-    assert_eq!(d["status"]["updatedReplicas"], 2, "{d}");
-    let after = pod_names(&k, "security");
-    assert!(
-        !after.iter().any(|p| before.contains(p)) || after.len() > 2,
-        "new pods after the restart: before {before:?}, after {after:?}"
-    );
 }
 
-fn pod_names(k: &RealKube, ns: &str) -> Vec<String> {
-    k.kubectl_ok(&[
-        "get",
-        "pods",
-        "-n",
-        ns,
-        "-o",
-        "jsonpath={.items[*].metadata.name}",
-    ])
-    .split_whitespace()
-    .map(str::to_owned)
-    .collect()
+// The backend's test bodies shared with kubesim (backend_kube.rs, `*_on`): the same
+// assertions against the real API server, its admission, its controllers and kwok's kubelets.
+
+#[test]
+fn namespace_is_created_once_and_previewed() {
+    super::namespace_is_created_once_and_previewed_on(&RealKube::start());
+}
+
+#[test]
+fn secret_create_or_replace_is_idempotent_and_never_shows_values() {
+    super::secret_create_or_replace_is_idempotent_and_never_shows_values_on(&RealKube::start());
+}
+
+#[test]
+fn rollout_restart_and_status_for_deployments_statefulsets_daemonsets() {
+    super::rollout_restart_and_status_for_deployments_statefulsets_daemonsets_on(&RealKube::start());
 }

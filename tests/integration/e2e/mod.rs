@@ -469,7 +469,7 @@ pub fn eventually_within(
 }
 
 /// `kubectl get -o json ARGS` against the simulator; None when the object does not exist.
-pub fn kget(sim: &crate::lab::KubeSim, args: &[&str]) -> Option<Value> {
+pub fn kget(sim: &impl crate::lab::Cluster, args: &[&str]) -> Option<Value> {
     let o = sim
         .kubectl()
         .args(["get", "-o", "json"])
