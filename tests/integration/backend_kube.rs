@@ -771,21 +771,23 @@ files:
 }
 
 fn decode(v: &Value) -> String {
+    base64(&["-d"], v.as_str().expect("base64 text"))
+}
+
+/// The coreutils `base64 ARGS` of `input` (the test crate has no base64 of its own).
+fn base64(args: &[&str], input: &str) -> String {
     let o = std::process::Command::new("base64")
-        .arg("-d")
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(v.as_str().unwrap().as_bytes())?;
+            c.stdin.take().expect("stdin").write_all(input.as_bytes())?;
             c.wait_with_output()
         })
-        .unwrap();
-    String::from_utf8(o.stdout).unwrap()
+        .expect("run base64");
+    String::from_utf8(o.stdout).expect("base64 prints text")
 }
 
 #[test]

@@ -246,21 +246,7 @@ fn an_expired_client_certificate_says_to_log_in_again_and_is_not_retried() {
 }
 
 fn base64_of(text: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new("base64")
-        .arg("-w0")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("base64");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write");
-    let o = child.wait_with_output().expect("base64");
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    super::base64(&["-w0"], text).trim().to_owned()
 }
 
 #[test]
