@@ -792,22 +792,25 @@ fn base64(args: &[&str], input: &str) -> String {
 
 #[test]
 fn delete_waits_until_gone_and_a_statefulset_pod_comes_back() {
-    let sim = KubeSim::start_with_scenario(&scenario(
-        "podReadyAfterMs: 200",
-        &[
-            json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
-            "metadata": {"name": "vault", "namespace": "vault"},
-            "spec": {"replicas": 1, "serviceName": "vault", "selector": {"matchLabels": {"app": "vault"}},
-                "template": {"metadata": {"labels": {"app": "vault"}}, "spec": {"containers": [{"name": "vault", "image": "vault"}]}}}}),
-            pod("vault", "scratch", json!({"app": "scratch"})),
-        ],
+    delete_waits_until_gone_and_a_statefulset_pod_comes_back_on(&KubeSim::start_with_scenario(
+        "podReadyAfterMs: 200\n",
     ));
-    let h = H::new(&sim);
+}
+
+fn delete_waits_until_gone_and_a_statefulset_pod_comes_back_on(sim: &impl Cluster) {
+    sim.kubectl_ok(&["create", "namespace", "vault"]);
+    sim.apply(&[
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "vault", "namespace": "vault"},
+        "spec": {"replicas": 1, "serviceName": "vault", "selector": {"matchLabels": {"app": "vault"}},
+            "template": {"metadata": {"labels": {"app": "vault"}}, "spec": {"containers": [{"name": "vault", "image": "vault"}]}}}}),
+        pod("vault", "scratch", json!({"app": "scratch"})),
+    ]);
+    let h = H::new(sim);
     h.ok(wait(
         "resource: { kind: Pod, namespace: vault, name: vault-0 }\nfor: { condition: Ready }",
     ));
-    let old_uid =
-        kget(&sim, &["pod", "-n", "vault", "vault-0"]).unwrap()["metadata"]["uid"].clone();
+    let old_uid = kget(sim, &["pod", "-n", "vault", "vault-0"]).unwrap()["metadata"]["uid"].clone();
     let del = |y: &str| Action::KubeDelete(act(y));
     let r = h.run(
         del("resource: { kind: Pod, namespace: vault, name: vault-0 }"),
@@ -822,7 +825,7 @@ fn delete_waits_until_gone_and_a_statefulset_pod_comes_back() {
         r.lines()
     );
     assert_eq!(
-        kget(&sim, &["pod", "-n", "vault", "vault-0"]).unwrap()["metadata"]["uid"],
+        kget(sim, &["pod", "-n", "vault", "vault-0"]).unwrap()["metadata"]["uid"],
         old_uid
     );
     let r = h.ok(del(
@@ -833,14 +836,13 @@ fn delete_waits_until_gone_and_a_statefulset_pod_comes_back() {
     h.ok(wait(
         "resource: { kind: Pod, namespace: vault, name: vault-0 }\nfor: { condition: Ready }",
     ));
-    let new_uid =
-        kget(&sim, &["pod", "-n", "vault", "vault-0"]).unwrap()["metadata"]["uid"].clone();
+    let new_uid = kget(sim, &["pod", "-n", "vault", "vault-0"]).unwrap()["metadata"]["uid"].clone();
     assert_ne!(new_uid, old_uid);
     // By selector; then gone; not found unless ignored.
     h.ok(del(
         "resource: { kind: Pod, namespace: vault, selector: app=scratch }",
     ));
-    assert!(kget(&sim, &["pod", "-n", "vault", "scratch"]).is_none());
+    assert!(kget(sim, &["pod", "-n", "vault", "scratch"]).is_none());
     let e = h
         .run(
             del("resource: { kind: Pod, namespace: vault, name: scratch }"),
@@ -1065,13 +1067,15 @@ fn rollout_restart_and_status_for_deployments_statefulsets_daemonsets_on(sim: &i
 
 #[test]
 fn patch_and_apply_preview_against_the_live_object_then_change_it() {
-    let sim = KubeSim::start_with_scenario(&scenario(
-        "",
-        &[
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "app"}, "data": {"a": "1", "b": "2"}}),
-        ],
-    ));
-    let h = H::new(&sim);
+    patch_and_apply_preview_against_the_live_object_then_change_it_on(&KubeSim::start());
+}
+
+fn patch_and_apply_preview_against_the_live_object_then_change_it_on(sim: &impl Cluster) {
+    sim.kubectl_ok(&["create", "namespace", "app"]);
+    sim.apply(&[
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "app"}, "data": {"a": "1", "b": "2"}}),
+    ]);
+    let h = H::new(sim);
     let p = |t: &str, body: &str| {
         Action::KubePatch(act(&format!(
             "resource: {{ kind: ConfigMap, namespace: app, name: cfg }}\ntype: {t}\npatch: '{body}'"
@@ -1092,12 +1096,12 @@ fn patch_and_apply_preview_against_the_live_object_then_change_it() {
         "{l}"
     );
     assert_eq!(
-        kget(&sim, &["cm", "-n", "app", "cfg"]).unwrap()["data"],
+        kget(sim, &["cm", "-n", "app", "cfg"]).unwrap()["data"],
         json!({"a": "1", "b": "2"})
     );
     h.ok(p("merge", r#"{"data":{"a":"9","b":null,"c":"3"}}"#));
     assert_eq!(
-        kget(&sim, &["cm", "-n", "app", "cfg"]).unwrap()["data"],
+        kget(sim, &["cm", "-n", "app", "cfg"]).unwrap()["data"],
         json!({"a": "9", "c": "3"})
     );
     let r = h.run(
@@ -1120,7 +1124,7 @@ fn patch_and_apply_preview_against_the_live_object_then_change_it() {
         r#"[{"op":"replace","path":"/data/a","value":"10"}]"#,
     ));
     assert_eq!(
-        kget(&sim, &["cm", "-n", "app", "cfg"]).unwrap()["data"]["a"],
+        kget(sim, &["cm", "-n", "app", "cfg"]).unwrap()["data"]["a"],
         "10"
     );
     let e = h
@@ -1140,7 +1144,10 @@ fn patch_and_apply_preview_against_the_live_object_then_change_it() {
   apiVersion: argoproj.io/v1alpha1
   kind: Application
   metadata: { name: vault, namespace: argocd }
-  spec: { project: default }"#;
+  spec:
+    project: default
+    destination: { server: "https://kubernetes.default.svc", namespace: vault }
+    source: { repoURL: "https://git.example.invalid/homelab.git", path: apps/vault }"#;
     let r = h.run(
         Action::KubeApply(act(manifest)),
         Opts {
@@ -1154,7 +1161,8 @@ fn patch_and_apply_preview_against_the_live_object_then_change_it() {
         "{l}"
     );
     assert!(l.contains("would create application/vault"), "{l}");
-    assert!(kget(&sim, &["application", "-n", "argocd", "vault"]).is_none());
+    assert!(kget(sim, &["application", "-n", "argocd", "vault"]).is_none());
+    // (The real CRD's schema requires spec.destination: kubesim does not validate schemas.)
     let e = h
         .run(Action::KubeApply(act(manifest)), Opts::default())
         .err();
@@ -1171,11 +1179,11 @@ fn patch_and_apply_preview_against_the_live_object_then_change_it() {
         r.lines()
     );
     assert_eq!(
-        kget(&sim, &["cm", "-n", "app", "cfg"]).unwrap()["data"]["d"],
+        kget(sim, &["cm", "-n", "app", "cfg"]).unwrap()["data"]["d"],
         "4"
     );
     assert_eq!(
-        kget(&sim, &["application", "-n", "argocd", "vault"]).unwrap()["spec"]["project"],
+        kget(sim, &["application", "-n", "argocd", "vault"]).unwrap()["spec"]["project"],
         "default"
     );
     let r = h.run(

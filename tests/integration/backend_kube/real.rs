@@ -304,3 +304,13 @@ fn secret_create_or_replace_is_idempotent_and_never_shows_values() {
 fn rollout_restart_and_status_for_deployments_statefulsets_daemonsets() {
     super::rollout_restart_and_status_for_deployments_statefulsets_daemonsets_on(&RealKube::start());
 }
+
+#[test]
+fn delete_waits_until_gone_and_a_statefulset_pod_comes_back() {
+    super::delete_waits_until_gone_and_a_statefulset_pod_comes_back_on(&RealKube::start());
+}
+
+#[test]
+fn patch_and_apply_preview_against_the_live_object_then_change_it() {
+    super::patch_and_apply_preview_against_the_live_object_then_change_it_on(&RealKube::start());
+}
