@@ -174,12 +174,8 @@ impl Conn {
             | kube::Error::Service(_)
             | kube::Error::ReadEvents(_)) => {
                 let detail = error_chain(&e);
-                if let Some(hint) = tls_failure(&detail) {
-                    KubeError::Tls {
-                        server: self.server.clone(),
-                        detail,
-                        hint,
-                    }
+                if let Some(tls) = self.tls_error(&detail) {
+                    tls
                 } else if is_credential_failure(&detail) {
                     KubeError::Credentials {
                         server: self.server.clone(),
@@ -194,6 +190,16 @@ impl Conn {
             }
             other => KubeError::Failed(format!("{what}: {}", error_chain(&other))),
         }
+    }
+
+    /// The TLS error for a client error chain that says the server's certificate could not be
+    /// verified, or None.
+    pub(crate) fn tls_error(&self, detail: &str) -> Option<KubeError> {
+        tls_failure(detail).map(|hint| KubeError::Tls {
+            server: self.server.clone(),
+            detail: detail.to_owned(),
+            hint,
+        })
     }
 
     /// A request, tried again with backoff while it fails transiently (about 3 s in all).

@@ -10,7 +10,7 @@ use kube::runtime::utils::Backoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 
-use super::conn::{Conn, error_chain, short, tls_failure};
+use super::conn::{Conn, error_chain, short};
 use super::resource::key_of;
 use super::{KubeError, Out, Result};
 use crate::runbook::text::Dur;
@@ -218,12 +218,7 @@ fn permanent(conn: &Conn, e: &watcher::Error, what: &str) -> Option<KubeError> {
             });
         }
         watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) => {
-            let detail = error_chain(e);
-            return tls_failure(&detail).map(|hint| KubeError::Tls {
-                server: conn.server.clone(),
-                detail,
-                hint,
-            });
+            return conn.tls_error(&error_chain(e));
         }
         _ => return None,
     };

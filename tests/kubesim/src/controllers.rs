@@ -35,6 +35,12 @@ fn ms(d: Option<Duration>) -> u64 {
     d.map_or(0, |d| d.as_millis() as u64)
 }
 
+/// An object's age on the scenario's clock in ms; None while its clock has not started
+/// (`clocksStartAtWatch` before any watch of its type).
+fn age_ms(store: &Store, obj: &Value) -> Option<u64> {
+    store.age(obj).map(|d| d.as_millis() as u64)
+}
+
 /// Whether `after_ms` has passed on an object's clock (its age in ms; None while the clock
 /// has not started: `clocksStartAtWatch` before any watch of its type).
 fn passed(age_ms: Option<u64>, after_ms: u64) -> bool {
@@ -107,7 +113,7 @@ fn pods(store: &mut Store, sc: &Scenario) {
         {
             continue;
         }
-        let age = store.age(&pod).map(|d| ms(Some(d)));
+        let age = age_ms(store, &pod);
         let job = pod
             .pointer("/metadata/labels/job-name")
             .and_then(Value::as_str);
@@ -444,7 +450,7 @@ fn jobs(store: &mut Store, sc: &Scenario, mem: &mut Memory) {
                 .cron_last
                 .get(&uid)
                 .is_none_or(|t| ms(Some(t.elapsed())) >= sc.cron_job_every_ms)
-                && passed(store.age(&cj).map(|d| ms(Some(d))), sc.cron_job_every_ms);
+                && passed(age_ms(store, &cj), sc.cron_job_every_ms);
             if !due {
                 continue;
             }
@@ -605,7 +611,7 @@ fn velero(store: &mut Store, sc: &Scenario) {
         if matches!(phase, "Completed" | "PartiallyFailed" | "Failed") {
             continue;
         }
-        let age = store.age(&r).map(|d| ms(Some(d)));
+        let age = age_ms(store, &r);
         let target = if passed(age, sc.restore_complete_after_ms) {
             let backup = r
                 .pointer("/spec/backupName")
@@ -674,7 +680,7 @@ fn argocd(store: &mut Store, sc: &Scenario, mem: &mut Memory) {
                 json!({"sync": {"status": "OutOfSync"}, "health": {"status": "Missing"}});
         }
         let stuck = sc.applications_stuck.contains(&id(&app));
-        let age = store.age(&app).map(|d| ms(Some(d)));
+        let age = age_ms(store, &app);
         if refresh.is_some() {
             let seen = *mem
                 .refresh_seen
@@ -739,11 +745,7 @@ fn external_secrets(store: &mut Store, sc: &Scenario) {
         for s in store.list(&rt, None) {
             let name = meta_str(&s, "name").to_string();
             let degraded = sc.secret_stores_degraded.contains(&name) && !restarted;
-            let ready = !degraded
-                && passed(
-                    store.age(&s).map(|d| ms(Some(d))),
-                    sc.secret_store_ready_after_ms,
-                );
+            let ready = !degraded && passed(age_ms(store, &s), sc.secret_store_ready_after_ms);
             if ready {
                 ready_stores.push(name.clone());
             }
@@ -776,11 +778,7 @@ fn external_secrets(store: &mut Store, sc: &Scenario) {
     };
     let secrets_rt = store.core("secrets");
     for es in store.list(&rt, None) {
-        if cond_true(&es, "Ready")
-            || !passed(
-                store.age(&es).map(|d| ms(Some(d))),
-                sc.external_secret_ready_after_ms,
-            )
+        if cond_true(&es, "Ready") || !passed(age_ms(store, &es), sc.external_secret_ready_after_ms)
         {
             continue;
         }
@@ -890,11 +888,7 @@ fn longhorn(store: &mut Store, sc: &Scenario) {
             .unwrap_or_default()
             .to_string();
         let mut next = v.clone();
-        if !passed(
-            store.age(&v).map(|d| ms(Some(d))),
-            sc.longhorn_restore_after_ms,
-        ) && !from_backup.is_empty()
-        {
+        if !passed(age_ms(store, &v), sc.longhorn_restore_after_ms) && !from_backup.is_empty() {
             if state.is_empty() {
                 next["status"] = json!({"state": "attached", "robustness": "degraded", "restoreRequired": true,
                     "restoreInitiated": true, "isStandby": false});
