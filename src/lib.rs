@@ -6,6 +6,7 @@ pub mod backends;
 pub mod cli;
 pub mod commands;
 pub mod exec;
+pub mod plan;
 pub mod render;
 pub mod runbook;
 pub mod secret;

@@ -36,7 +36,7 @@ impl From<EtcdError> for ActionError {
     fn from(e: EtcdError) -> Self {
         match e {
             EtcdError::Ssh(s) => s.into(),
-            other => ActionError::Failed(other.to_string()),
+            other => ActionError::failed(other.to_string()),
         }
     }
 }

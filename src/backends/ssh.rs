@@ -69,7 +69,7 @@ impl From<SshError> for ActionError {
     fn from(e: SshError) -> Self {
         match e {
             SshError::Cancelled => ActionError::Cancelled,
-            other => ActionError::Failed(other.to_string()),
+            other => ActionError::failed(other.to_string()),
         }
     }
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::cli::PrintFormat;
+use crate::plan::Plan;
 use crate::render::checklist;
 use crate::runbook::catalog::Entry;
 use crate::{Error, Outcome};
@@ -30,7 +31,12 @@ pub fn run(
             ));
         }
     }
-    let text = checklist::render(&rb, format, sets);
+    let format = match format {
+        PrintFormat::Markdown => checklist::Format::Markdown,
+        PrintFormat::Text => checklist::Format::Text,
+        PrintFormat::Html => checklist::Format::Html,
+    };
+    let text = checklist::render(&Plan::compile(&rb, &entry.text, sets), format);
     match output {
         Some(path) => {
             std::fs::write(path, &text).map_err(|source| Error::Write {

@@ -16,12 +16,12 @@ use crate::exec::journal::{
     FORMAT, Journal, JournalStore, LocalStore, Mode, RunState, StepRecord, StepState, VERSION,
 };
 use crate::exec::lock::{LockInfo, RunLock};
-use crate::exec::plan;
 use crate::exec::prompt::{InterruptedDecision, NoPrompter, Prompter, TtyPrompter};
+use crate::plan::{self, Plan, PlannedStep};
 use crate::render::progress::{AuditLog, HumanReporter, JsonReporter};
+use crate::runbook::Runbook;
 use crate::runbook::action::{Action, ActionSpec};
 use crate::runbook::catalog::{Catalog, Entry, Origin};
-use crate::runbook::{Runbook, Step};
 use crate::secret::Redactor;
 use crate::{Error, Outcome, exit};
 
@@ -102,13 +102,14 @@ fn new_run_id(name: &str) -> String {
     format!("{name}-{}-{suffix:04x}", Utc::now().format("%Y%m%d-%H%M%S"))
 }
 
-fn step_record(s: &Step) -> StepRecord {
+fn step_record(p: &PlannedStep<'_>) -> StepRecord {
+    let s = p.step;
     StepRecord {
         id: s.id.value.clone(),
         title: s.title.clone(),
         action: s.action.name().to_owned(),
         mutates: s.action.mutates(),
-        fingerprint: plan::step_fingerprint(s),
+        fingerprint: p.fingerprint.clone(),
         state: StepState::Pending,
         attempts: 0,
         started_at: None,
@@ -402,7 +403,9 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
     };
     let (dry_run, from, only, resolve, allow_changed) = opts_extra;
     let (rb, warnings) = super::load_valid(&entry, color)?;
-    let fingerprint = plan::fingerprint(&entry.text);
+    let (set_inputs, answers) = split_sets(&rb, sets)?;
+    let plan = Plan::compile(&rb, &entry.text, &set_inputs);
+    let fingerprint = plan.fingerprint.clone();
 
     if let Some(j) = &journal
         && j.fingerprint != fingerprint
@@ -412,11 +415,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             .iter()
             .map(|s| (s.id.clone(), s.fingerprint.clone()))
             .collect();
-        let after: Vec<(String, String)> = rb
-            .main_steps()
-            .map(|s| (s.id.value.clone(), plan::step_fingerprint(s)))
-            .collect();
-        let changes = plan::describe_changes(&before, &after);
+        let changes = plan::describe_changes(&before, &plan.fingerprints());
         if !allow_changed {
             return Err(Error::Run {
                 code: exit::CHANGED,
@@ -430,7 +429,6 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
         }
     }
 
-    let (set_inputs, answers) = split_sets(&rb, sets)?;
     early_notices.extend(stray_env(
         &rb,
         std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()),
@@ -534,12 +532,13 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             // Steps added by an allowed change start pending; removed ones are dropped.
             let old: BTreeMap<String, StepRecord> =
                 j.steps.drain(..).map(|s| (s.id.clone(), s)).collect();
-            j.steps = rb
-                .main_steps()
-                .map(|s| {
-                    old.get(&s.id.value)
+            j.steps = plan
+                .steps
+                .iter()
+                .map(|p| {
+                    old.get(&p.step.id.value)
                         .cloned()
-                        .unwrap_or_else(|| step_record(s))
+                        .unwrap_or_else(|| step_record(p))
                 })
                 .collect();
             j
@@ -568,8 +567,8 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             secret_inputs: collected.secret_names.iter().cloned().collect(),
             outputs: BTreeMap::new(),
             secret_outputs: Vec::new(),
-            steps: rb.main_steps().map(step_record).collect(),
-            cleanup: rb.cleanup.iter().map(step_record).collect(),
+            steps: plan.steps.iter().map(step_record).collect(),
+            cleanup: plan.cleanup.iter().map(step_record).collect(),
             problems: Vec::new(),
             caveats: Vec::new(),
             decisions: BTreeMap::new(),
@@ -733,7 +732,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             }
         });
         let engine = Engine {
-            rb: &rb,
+            plan: &plan,
             journal: j,
             store: &store,
             values,

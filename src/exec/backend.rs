@@ -20,10 +20,68 @@ pub struct ActionResult {
     pub lines: Vec<String>,
 }
 
+/// What kind of failure an action met: decides whether waiting can heal it (the retry
+/// loop) and which exit code a run that ends on it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// Connection refused, reset, DNS: the system may come back.
+    Unreachable,
+    /// The server is there but overloaded or failing (5xx, 429).
+    Unavailable,
+    /// Someone else changed the object meanwhile: a fresh attempt may succeed.
+    Conflict,
+    /// A request or wait ran out of time.
+    TimedOut,
+    /// Credentials rejected or expired; TLS verification failed.
+    Unauthorised,
+    /// Authenticated but not permitted.
+    Forbidden,
+    /// The object the step needs does not exist.
+    NotFound,
+    /// The step's own input or configuration is wrong (no kubeconfig, bad value).
+    Invalid,
+    /// The action ran and reported failure (a command's exit status, a failed check):
+    /// retried by the step's policy, as a flaky command may pass the next time.
+    Failed,
+}
+
+impl ErrorKind {
+    /// Whether waiting and trying again can change the outcome.
+    pub fn is_transient(self) -> bool {
+        match self {
+            ErrorKind::Unreachable
+            | ErrorKind::Unavailable
+            | ErrorKind::Conflict
+            | ErrorKind::TimedOut
+            | ErrorKind::Failed => true,
+            ErrorKind::Unauthorised
+            | ErrorKind::Forbidden
+            | ErrorKind::NotFound
+            | ErrorKind::Invalid => false,
+        }
+    }
+
+    /// An HTTP status's kind (for APIs that answer with one).
+    pub fn of_status(code: u16) -> ErrorKind {
+        match code {
+            401 => ErrorKind::Unauthorised,
+            403 => ErrorKind::Forbidden,
+            404 | 410 => ErrorKind::NotFound,
+            409 | 412 => ErrorKind::Conflict,
+            408 | 504 => ErrorKind::TimedOut,
+            429 | 500..=599 => ErrorKind::Unavailable,
+            400..=499 => ErrorKind::Invalid,
+            _ => ErrorKind::Failed,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
-    #[error("{0}")]
-    Failed(String),
+    /// The action failed; `kind` says whether trying again can help.
+    #[error("{message}")]
+    Failed { kind: ErrorKind, message: String },
     #[error("cancelled by the operator (Ctrl-C)")]
     Cancelled,
     #[error(
@@ -38,6 +96,38 @@ pub enum ActionError {
     SkippedByOperator,
     #[error("aborted by the operator")]
     AbortedByOperator,
+}
+
+impl ActionError {
+    /// A failure of the action itself (`ErrorKind::Failed`).
+    pub fn failed(message: impl Into<String>) -> Self {
+        ActionError::Failed {
+            kind: ErrorKind::Failed,
+            message: message.into(),
+        }
+    }
+
+    pub fn of_kind(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ActionError::Failed {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Whether the retry loop may try again: only failures that can heal by waiting.
+    /// An operator's decision (Ctrl-C, skip, abort) and a question only they can
+    /// answer are never retried.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ActionError::Failed { kind, .. } => kind.is_transient(),
+            ActionError::Timeout(_) => true,
+            ActionError::Cancelled
+            | ActionError::Unsupported { .. }
+            | ActionError::NeedsOperator(_)
+            | ActionError::SkippedByOperator
+            | ActionError::AbortedByOperator => false,
+        }
+    }
 }
 
 /// Sends events to every reporter, redacting every text first.

@@ -16,10 +16,10 @@ use super::prompt::{
     InterruptedDecision, ManualDecision, Operator, PromptError, PromptOperator, Prompter,
     StepDecision, StepView,
 };
-use crate::render::{context::Resolver, equivalent};
+use crate::plan::{Plan, Resolver, equivalent};
+use crate::runbook::Dur;
 use crate::runbook::action::{Action, ActionSpec, Sink};
 use crate::runbook::model::{ActionBlock, Confirm, Step};
-use crate::runbook::{Dur, Runbook};
 use crate::secret::MIN_SECRET_LEN;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +77,7 @@ enum Flow {
 }
 
 pub struct Engine<'a> {
-    pub rb: &'a Runbook,
+    pub plan: &'a Plan<'a>,
     pub journal: Journal,
     pub store: &'a dyn JournalStore,
     pub values: Values,
@@ -118,7 +118,7 @@ fn ms(d: Duration) -> u64 {
 impl Engine<'_> {
     /// Run (or resume) to the end, a failure, an abort or a question nobody can answer.
     pub async fn run(mut self) -> Result<Journal, EngineError> {
-        let steps: Vec<&Step> = self.rb.main_steps().collect();
+        let steps: Vec<&Step> = self.plan.steps.iter().map(|p| p.step).collect();
         self.done_before_resume = if self.resumed {
             self.journal
                 .steps
@@ -132,8 +132,8 @@ impl Engine<'_> {
         };
         self.bus.emit(RunEvent::RunStarted {
             run_id: self.journal.run_id.clone(),
-            runbook: self.rb.name.value.clone(),
-            title: self.rb.title.clone(),
+            runbook: self.plan.runbook.name.value.clone(),
+            title: self.plan.runbook.title.clone(),
             mode: self.journal.mode,
             steps: steps.len(),
             resumed: self.resumed,
@@ -293,7 +293,7 @@ impl Engine<'_> {
     /// unless the operator chooses to go on (never under --yes). Returns the state to end
     /// in, if the run must not start.
     async fn prerequisites(&mut self) -> Result<Option<RunState>, EngineError> {
-        let rb = self.rb;
+        let rb = self.plan.runbook;
         let by_hand: Vec<&str> = rb
             .prerequisites
             .iter()
@@ -1012,11 +1012,9 @@ impl Engine<'_> {
         let fallback = if self.opts.dry_run {
             None
         } else {
-            self.rb
-                .main_steps()
-                .chain(self.rb.cleanup.iter())
-                .find(|s| s.id.value == id)
-                .and_then(|s| s.fallback.as_ref())
+            self.plan
+                .step(id)
+                .and_then(|p| p.step.fallback.as_ref())
                 .map(|f| self.render_shown(f))
         };
         self.finished(
@@ -1115,7 +1113,7 @@ impl Engine<'_> {
                     });
                 }
                 self.flush()
-                    .map_err(|e| ActionError::Failed(e.to_string()))?;
+                    .map_err(|e| ActionError::failed(e.to_string()))?;
                 return match self.prompt(|p| p.manual_done(view)) {
                     Ok(ManualDecision::Done) => Ok(ActionResult {
                         value: serde_json::json!({ "confirmed": true }),
@@ -1127,7 +1125,7 @@ impl Engine<'_> {
                     }
                     Err(PromptError::NoOperator(r)) => Err(ActionError::NeedsOperator(r)),
                     Err(PromptError::Io(e)) => {
-                        Err(ActionError::Failed(format!("cannot ask the operator: {e}")))
+                        Err(ActionError::failed(format!("cannot ask the operator: {e}")))
                     }
                 };
             }
@@ -1138,7 +1136,7 @@ impl Engine<'_> {
                     Some(d) => Some(
                         self.values
                             .render(d, Sink::Shown)
-                            .map_err(|e| ActionError::Failed(e.to_string()))?,
+                            .map_err(|e| ActionError::failed(e.to_string()))?,
                     ),
                     None => None,
                 };
@@ -1152,13 +1150,13 @@ impl Engine<'_> {
                     && let Ok(re) = regex::Regex::new(&format!("^(?:{pat})$"))
                     && !re.is_match(&value)
                 {
-                    return Err(ActionError::Failed(format!(
+                    return Err(ActionError::failed(format!(
                         "the answer does not match `{pat}`"
                     )));
                 }
                 if secret {
                     if value.len() < MIN_SECRET_LEN {
-                        return Err(ActionError::Failed(format!(
+                        return Err(ActionError::failed(format!(
                             "a secret must be at least {MIN_SECRET_LEN} characters"
                         )));
                     }
@@ -1185,7 +1183,7 @@ impl Engine<'_> {
                 )?;
                 if !options.iter().any(|(v, _)| *v == value) {
                     let valid: Vec<&str> = options.iter().map(|(v, _)| v.as_str()).collect();
-                    return Err(ActionError::Failed(format!(
+                    return Err(ActionError::failed(format!(
                         "`{value}` is not one of {}",
                         valid.join(", ")
                     )));
@@ -1204,19 +1202,19 @@ impl Engine<'_> {
                 let path = self
                     .values
                     .render(&a.kubeconfig, Sink::Shown)
-                    .map_err(|e| ActionError::Failed(e.to_string()))?;
+                    .map_err(|e| ActionError::failed(e.to_string()))?;
                 let context = match &a.context {
                     Some(c) => Some(
                         self.values
                             .render(c, Sink::Shown)
-                            .map_err(|e| ActionError::Failed(e.to_string()))?,
+                            .map_err(|e| ActionError::failed(e.to_string()))?,
                     ),
                     None => None,
                 };
                 let abs = std::fs::canonicalize(&path)
-                    .map_err(|e| ActionError::Failed(format!("kubeconfig {path}: {e}")))?;
+                    .map_err(|e| ActionError::failed(format!("kubeconfig {path}: {e}")))?;
                 std::fs::File::open(&abs)
-                    .map_err(|e| ActionError::Failed(format!("kubeconfig {path}: {e}")))?;
+                    .map_err(|e| ActionError::failed(format!("kubeconfig {path}: {e}")))?;
                 let abs = abs.display().to_string();
                 self.values.kube.kubeconfig = Some(abs.clone());
                 self.values.kube.context = context.clone();
@@ -1267,9 +1265,8 @@ impl Engine<'_> {
             let res = self.once(step).await;
             match res {
                 Ok(r) => return Ok(r),
-                Err(ActionError::Cancelled) => return Err(ActionError::Cancelled),
-                Err(e @ ActionError::Unsupported { .. }) => return Err(e),
-                Err(e) if attempt < attempts => {
+                // Only what waiting can heal is tried again (see `is_retryable`).
+                Err(e) if e.is_retryable() && attempt < attempts => {
                     let wait = backoff.min(max_backoff);
                     self.bus.emit(RunEvent::StepRetry {
                         id: id.clone(),
@@ -1286,7 +1283,7 @@ impl Engine<'_> {
                         rec.attempts += 1;
                     }
                     self.save()
-                        .map_err(|e| ActionError::Failed(e.to_string()))?;
+                        .map_err(|e| ActionError::failed(e.to_string()))?;
                     backoff = backoff.saturating_mul(2);
                     attempt += 1;
                 }
@@ -1324,13 +1321,13 @@ impl Engine<'_> {
             }
         } else {
             self.flush()
-                .map_err(|e| ActionError::Failed(e.to_string()))?;
+                .map_err(|e| ActionError::failed(e.to_string()))?;
             match self.prompt(ask) {
                 Ok(v) => v,
                 Err(PromptError::Aborted) => return Err(ActionError::AbortedByOperator),
                 Err(PromptError::NoOperator(r)) => return Err(ActionError::NeedsOperator(r)),
                 Err(PromptError::Io(e)) => {
-                    return Err(ActionError::Failed(format!("cannot ask the operator: {e}")));
+                    return Err(ActionError::failed(format!("cannot ask the operator: {e}")));
                 }
             }
         };
@@ -1371,7 +1368,7 @@ impl Engine<'_> {
         let bounded = async {
             tokio::select! {
                 r = fut => r,
-                _ = late => Err(ActionError::Failed("the late-warning timer ended".into())),
+                _ = late => Err(ActionError::failed("the late-warning timer ended")),
             }
         };
         // A rehearsal does not wait out a condition an unperformed change would have made
@@ -1397,7 +1394,7 @@ impl Engine<'_> {
         // Cleanup undoes what steps did: nothing to undo when none has run.
         if matches!(state, RunState::Failed | RunState::Aborted)
             && !self.opts.dry_run
-            && !self.rb.cleanup.is_empty()
+            && !self.plan.cleanup.is_empty()
             && self
                 .journal
                 .steps
@@ -1416,8 +1413,8 @@ impl Engine<'_> {
             if self.values.run.failed_step.is_none() {
                 self.values.run.failed_step = self.journal.last_step().map(|s| s.id.clone());
             }
-            let total = self.rb.cleanup.len();
-            let cleanup: Vec<&Step> = self.rb.cleanup.iter().collect();
+            let total = self.plan.cleanup.len();
+            let cleanup: Vec<&Step> = self.plan.cleanup.iter().map(|p| p.step).collect();
             for (i, s) in cleanup.into_iter().enumerate() {
                 // Cleanup is best effort: a failure is recorded and the next one runs.
                 let _ = self.step(s, i + 1, total, true).await?;
@@ -1480,7 +1477,7 @@ pub async fn perform(
         Action::Sleep(a) => local::sleep(a, ctx).await,
         Action::Http(a) => local::http(a, ctx).await,
         Action::Manual(_) | Action::Input(_) | Action::Choose(_) => {
-            Err(ActionError::Failed(format!(
+            Err(ActionError::failed(format!(
                 "`{}` needs the operator and cannot be used as a check",
                 action.name()
             )))

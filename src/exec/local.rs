@@ -14,7 +14,7 @@ const MAX_CAPTURE: usize = 1024 * 1024;
 pub const EXCERPT_LINES: usize = 20;
 
 fn render_err(e: super::context::ContextError) -> ActionError {
-    ActionError::Failed(e.to_string())
+    ActionError::failed(e.to_string())
 }
 
 /// Kills the whole process group of a child when dropped (timeout, cancel, crash of the
@@ -44,8 +44,8 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
         let script = match &a.script {
             Some(s) => v.render(s, Sink::Command).map_err(render_err)?,
             None => {
-                return Err(ActionError::Failed(
-                    "shell step has no argv or script".into(),
+                return Err(ActionError::failed(
+                    "shell step has no argv or script",
                 ));
             }
         };
@@ -99,7 +99,7 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
                 .as_fd()
                 .try_clone_to_owned()
                 .map(Stdio::from)
-                .map_err(|e| ActionError::Failed(format!("cannot pass stderr on: {e}")))?
+                .map_err(|e| ActionError::failed(format!("cannot pass stderr on: {e}")))?
         };
         cmd.stdin(Stdio::inherit())
             .stdout(out)
@@ -107,17 +107,17 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
         let status = cmd
             .status()
             .await
-            .map_err(|e| ActionError::Failed(format!("cannot start the command: {e}")))?;
+            .map_err(|e| ActionError::failed(format!("cannot start the command: {e}")))?;
         return match status.code() {
             Some(0) => Ok(ActionResult {
                 value: serde_json::json!({ "exit_code": 0 }),
                 lines: Vec::new(),
             }),
-            Some(c) => Err(ActionError::Failed(format!(
+            Some(c) => Err(ActionError::failed(format!(
                 "the command failed with exit code {c}"
             ))),
-            None => Err(ActionError::Failed(
-                "the command was killed by a signal".into(),
+            None => Err(ActionError::failed(
+                "the command was killed by a signal",
             )),
         };
     }
@@ -133,12 +133,12 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
     cmd.kill_on_drop(true);
     let mut child = cmd
         .spawn()
-        .map_err(|e| ActionError::Failed(format!("cannot start the command: {e}")))?;
+        .map_err(|e| ActionError::failed(format!("cannot start the command: {e}")))?;
     let guard = GroupGuard(child.id().and_then(|p| i32::try_from(p).ok()));
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(input.as_bytes())
             .await
-            .map_err(|e| ActionError::Failed(format!("cannot write the command's stdin: {e}")))?;
+            .map_err(|e| ActionError::failed(format!("cannot write the command's stdin: {e}")))?;
         drop(pipe);
     }
     let out = child.stdout.take();
@@ -190,7 +190,7 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
         }
     };
     let status =
-        status.map_err(|e| ActionError::Failed(format!("cannot wait for the command: {e}")))?;
+        status.map_err(|e| ActionError::failed(format!("cannot wait for the command: {e}")))?;
     drop(guard);
     let code = status.code();
     let value = serde_json::json!({
@@ -218,7 +218,7 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
             Some(c) => format!("exit code {c}"),
             None => "killed by a signal".to_owned(),
         };
-        Err(ActionError::Failed(format!(
+        Err(ActionError::failed(format!(
             "the command failed with {how}{last}"
         )))
     }
@@ -263,12 +263,12 @@ pub async fn http(a: &Http, ctx: &ActionCtx<'_>) -> Result<ActionResult, ActionE
     let task =
         tokio::task::spawn_blocking(move || http_blocking(&url, method, ca.as_deref(), timeout));
     let (status, body) = tokio::select! {
-        r = task => r.map_err(|e| ActionError::Failed(format!("the HTTP check did not finish: {e}")))??,
+        r = task => r.map_err(|e| ActionError::failed(format!("the HTTP check did not finish: {e}")))??,
         _ = ctx.cancel.cancelled() => return Err(ActionError::Cancelled),
     };
     ctx.output(format!("HTTP {status}"));
     if !expect.contains(&status) {
-        return Err(ActionError::Failed(format!(
+        return Err(ActionError::failed(format!(
             "answered HTTP {status}, expected {}",
             expect
                 .iter()
@@ -280,7 +280,7 @@ pub async fn http(a: &Http, ctx: &ActionCtx<'_>) -> Result<ActionResult, ActionE
     if let Some(c) = contains
         && !body.contains(&c)
     {
-        return Err(ActionError::Failed(format!(
+        return Err(ActionError::failed(format!(
             "the answer does not contain `{c}`"
         )));
     }
@@ -300,7 +300,7 @@ fn http_blocking(
     let mut tls = TlsConfig::builder();
     if let Some(path) = ca {
         let pem = std::fs::read(path)
-            .map_err(|e| ActionError::Failed(format!("cannot read the CA file {path}: {e}")))?;
+            .map_err(|e| ActionError::failed(format!("cannot read the CA file {path}: {e}")))?;
         let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
             .filter_map(|i| match i {
                 Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
@@ -308,7 +308,7 @@ fn http_blocking(
             })
             .collect();
         if certs.is_empty() {
-            return Err(ActionError::Failed(format!(
+            return Err(ActionError::failed(format!(
                 "{path} holds no PEM certificate"
             )));
         }
@@ -324,7 +324,7 @@ fn http_blocking(
         HttpMethod::Get => agent.get(url).call(),
         HttpMethod::Head => agent.head(url).call(),
     };
-    let mut resp = resp.map_err(|e| ActionError::Failed(format!("{url}: {e}")))?;
+    let mut resp = resp.map_err(|e| ActionError::failed(format!("{url}: {e}")))?;
     let status = resp.status().as_u16();
     let body = if method == HttpMethod::Get {
         resp.body_mut()

@@ -8,5 +8,4 @@ pub mod inputs;
 pub mod journal;
 pub mod local;
 pub mod lock;
-pub mod plan;
 pub mod prompt;

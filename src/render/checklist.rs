@@ -6,23 +6,29 @@
 //! The runbook is first turned into a small document model, so the three formats show
 //! the same content and differ only in markup.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::cli::PrintFormat;
+use crate::runbook::Dur;
 use crate::runbook::action::{Action, ActionSpec, Sink};
-use crate::runbook::model::{Callout, CalloutKind, Step};
-use crate::runbook::{Dur, Runbook};
+use crate::runbook::model::{Callout, CalloutKind};
 
-use super::context::Resolver;
-use super::equivalent;
+use crate::plan::Resolver;
+use crate::plan::{Plan, PlannedStep};
 
-pub fn render(rb: &Runbook, format: PrintFormat, sets: &BTreeMap<String, String>) -> String {
-    let doc = Doc::build(rb, sets);
+/// The checklist's file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Markdown,
+    Text,
+    Html,
+}
+
+pub fn render(plan: &Plan<'_>, format: Format) -> String {
+    let doc = Doc::build(plan);
     match format {
-        PrintFormat::Markdown => markdown(&doc),
-        PrintFormat::Text => text(&doc),
-        PrintFormat::Html => html(&doc),
+        Format::Markdown => markdown(&doc),
+        Format::Text => text(&doc),
+        Format::Html => html(&doc),
     }
 }
 
@@ -100,8 +106,10 @@ fn note(c: &Callout, r: &Resolver) -> Note {
 }
 
 impl Doc {
-    fn build(rb: &Runbook, sets: &BTreeMap<String, String>) -> Doc {
-        let r = Resolver::new(rb, sets);
+    fn build(plan: &Plan<'_>) -> Doc {
+        let rb = plan.runbook;
+        let sets = &plan.sets;
+        let r = &plan.resolver;
         let mut meta = vec![
             ("Runbook".to_owned(), rb.name.value.clone()),
             ("Severity".to_owned(), rb.severity.as_str().to_owned()),
@@ -154,33 +162,35 @@ impl Doc {
                 check: p
                     .check
                     .as_ref()
-                    .map(|c| equivalent::commands(&c.action, &r))
+                    .map(|c| crate::plan::equivalent::commands(&c.action, r))
                     .unwrap_or_default(),
             })
             .collect();
         let mut n = 0usize;
+        // Sections hold the main steps in plan order.
+        let mut planned = plan.steps.iter();
         let sections = rb
             .all_sections()
             .into_iter()
             .map(|s| SectionDoc {
                 title: s.title.map(str::to_owned),
                 description: s.description.map(|d| d.trim().to_owned()),
-                callouts: s.callouts.iter().map(|c| note(c, &r)).collect(),
-                steps: s
-                    .steps
-                    .iter()
+                callouts: s.callouts.iter().map(|c| note(c, r)).collect(),
+                steps: planned
+                    .by_ref()
+                    .take(s.steps.len())
                     .map(|st| {
                         n += 1;
-                        step_doc(st, n.to_string(), &r)
+                        step_doc(st, n.to_string(), r)
                     })
                     .collect(),
             })
             .collect();
-        let cleanup = rb
+        let cleanup = plan
             .cleanup
             .iter()
             .enumerate()
-            .map(|(i, st)| step_doc(st, format!("C{}", i + 1), &r))
+            .map(|(i, st)| step_doc(st, format!("C{}", i + 1), r))
             .collect();
         Doc {
             name: rb.name.value.clone(),
@@ -188,12 +198,12 @@ impl Doc {
             meta,
             summary: rb.summary.trim().to_owned(),
             when_to_use: rb.when_to_use.as_ref().map(|w| w.trim().to_owned()),
-            callouts: rb.callouts.iter().map(|c| note(c, &r)).collect(),
+            callouts: rb.callouts.iter().map(|c| note(c, r)).collect(),
             inputs,
             prerequisites,
             sections,
             cleanup,
-            appendix: rb.appendix.iter().map(|c| note(c, &r)).collect(),
+            appendix: rb.appendix.iter().map(|c| note(c, r)).collect(),
         }
     }
 }
@@ -207,7 +217,8 @@ fn output_label(o: &crate::runbook::model::Output) -> String {
 
 const SECRET_OUTPUTS: &str = "Store in your password manager, never on paper";
 
-fn step_doc(s: &Step, number: String, r: &Resolver) -> StepDoc {
+fn step_doc(p: &PlannedStep<'_>, number: String, r: &Resolver) -> StepDoc {
+    let s = p.step;
     let (instructions, prompt, options) = match &s.action {
         Action::Manual(m) => (
             Some(r.text(&m.instructions, Sink::Shown).trim().to_owned()),
@@ -266,12 +277,8 @@ fn step_doc(s: &Step, number: String, r: &Resolver) -> StepDoc {
         instructions,
         prompt,
         options,
-        commands: equivalent::commands(&s.action, r),
-        check: s
-            .check
-            .as_ref()
-            .map(|c| equivalent::commands(&c.action, r))
-            .unwrap_or_default(),
+        commands: p.commands.clone(),
+        check: p.check.clone(),
         expect: s
             .expect
             .as_ref()

@@ -4,7 +4,7 @@
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::text::{Dur, Text};
 
@@ -74,7 +74,7 @@ fn yes() -> bool {
 // ---------------------------------------------------------------------------------------
 
 /// Work the operator does by hand; drctl shows the instructions and waits for confirmation.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manual {
     /// Markdown instructions.
@@ -97,7 +97,7 @@ impl ActionSpec for Manual {
 }
 
 /// A local command: `argv` (no shell involved) or `script` (run by `bash -euo pipefail`).
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Shell {
     #[serde(default)]
@@ -136,7 +136,7 @@ impl ActionSpec for Shell {
 }
 
 /// The kind of value an input or a mid-run question asks for.
-#[derive(Clone, Copy, Debug, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum InputKind {
     #[default]
@@ -151,7 +151,7 @@ pub enum InputKind {
 }
 
 /// One option of a choice.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Choice {
     pub value: String,
@@ -161,7 +161,7 @@ pub struct Choice {
 }
 
 /// A question asked mid-run; the answer is the step's `result.value`.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Input {
     pub prompt: Text,
@@ -195,7 +195,7 @@ impl ActionSpec for Input {
 }
 
 /// A decision point: the operator picks one branch; later steps use `when` on it.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Choose {
     pub prompt: Text,
@@ -218,7 +218,7 @@ impl ActionSpec for Choose {
 }
 
 /// Wait a fixed time (for something drctl cannot observe).
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sleep {
     pub duration: Dur,
@@ -236,7 +236,7 @@ impl ActionSpec for Sleep {
 }
 
 /// An HTTP(S) GET (or HEAD) that must answer with an expected status.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Http {
     pub url: Text,
@@ -251,7 +251,7 @@ pub struct Http {
     pub ca_cert: Option<Text>,
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum HttpMethod {
     #[default]
@@ -275,7 +275,7 @@ impl ActionSpec for Http {
 // ---------------------------------------------------------------------------------------
 
 /// A Kubernetes object or set of objects, any kind (custom resources included).
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resource {
     /// `v1`, `apps/v1`, `velero.io/v1`... Defaults to the preferred version of `kind`.
@@ -304,7 +304,7 @@ impl Resource {
 
 /// A test of a field of an object (`path` is a dotted field path: `status.phase`,
 /// `status.conditions[type=Ready].status`, `metadata.labels.app`).
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Assertion {
     pub path: String,
@@ -322,7 +322,7 @@ pub struct Assertion {
     pub message: Option<Text>,
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum AssertScope {
     #[default]
@@ -331,7 +331,7 @@ pub enum AssertScope {
 }
 
 /// Create or update objects from a manifest (server-side apply).
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeApply {
     /// Inline YAML manifest (one or more documents).
@@ -355,7 +355,7 @@ impl ActionSpec for KubeApply {
 /// Talk to another cluster from this step on: a kubeconfig file (for example one an
 /// earlier step wrote) and optionally a context in it. Changes nothing in any cluster.
 /// The choice is journalled, so it holds after a resume.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeUse {
     pub kubeconfig: Text,
@@ -373,7 +373,7 @@ impl ActionSpec for KubeUse {
 }
 
 /// Create a namespace unless it exists.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeNamespace {
     pub name: Text,
@@ -389,7 +389,7 @@ impl ActionSpec for KubeNamespace {
 }
 
 /// A key of a Secret built from a file: inline content or a local path.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "lowercase")]
 pub enum FileSource {
     /// The file's content, templated (may hold secrets).
@@ -399,7 +399,7 @@ pub enum FileSource {
 }
 
 /// Create or replace a Secret (`kubectl create secret generic`), values never shown.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeSecret {
     pub name: Text,
@@ -436,7 +436,7 @@ impl ActionSpec for KubeSecret {
 }
 
 /// Delete objects.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeDelete {
     pub resource: Resource,
@@ -461,7 +461,7 @@ impl ActionSpec for KubeDelete {
 }
 
 /// Read objects, show them and test fields.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeGet {
     pub resource: Resource,
@@ -490,7 +490,7 @@ impl ActionSpec for KubeGet {
 }
 
 /// What a wait waits for.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "lowercase")]
 pub enum WaitFor {
     /// A status condition whose status is `True` (`Ready`, `Available`, `Established`).
@@ -502,7 +502,7 @@ pub enum WaitFor {
 }
 
 /// Wait until objects meet a condition (one watch, bounded by the step's `timeout`).
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeWait {
     pub resource: Resource,
@@ -525,7 +525,7 @@ impl ActionSpec for KubeWait {
     }
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkloadKind {
     Deployment,
@@ -544,7 +544,7 @@ impl WorkloadKind {
 }
 
 /// Restart workloads the way `kubectl rollout restart` does (a pod-template annotation).
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeRolloutRestart {
     pub kind: WorkloadKind,
@@ -563,7 +563,7 @@ impl ActionSpec for KubeRolloutRestart {
 }
 
 /// Wait until workloads have rolled out (`kubectl rollout status`).
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeRolloutStatus {
     pub kind: WorkloadKind,
@@ -584,7 +584,7 @@ impl ActionSpec for KubeRolloutStatus {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum PatchType {
     #[default]
@@ -604,7 +604,7 @@ impl PatchType {
 }
 
 /// Patch one object.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubePatch {
     pub resource: Resource,
@@ -626,7 +626,7 @@ impl ActionSpec for KubePatch {
 
 /// Show container logs: of a pod, of pods matching a selector, of a Job, or of the
 /// newest Job of a CronJob.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeLogs {
     pub namespace: Text,
@@ -655,7 +655,7 @@ impl ActionSpec for KubeLogs {
 
 /// Forward a local port to a pod or service for the steps after this one (closed when
 /// the run ends). `result.address` is `127.0.0.1:PORT`, `result.url` `http://...`.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubePortForward {
     pub namespace: Text,
@@ -685,7 +685,7 @@ impl ActionSpec for KubePortForward {
 // ---------------------------------------------------------------------------------------
 
 /// Expected facts about Vault's state.
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VaultExpect {
     pub initialized: Option<bool>,
@@ -693,7 +693,7 @@ pub struct VaultExpect {
 }
 
 /// Seal status, initialisation, version and HA of a Vault server.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VaultStatus {
     /// Vault address (default: `VAULT_ADDR` / `BAO_ADDR`).
@@ -712,7 +712,7 @@ impl ActionSpec for VaultStatus {
 }
 
 /// Wait until Vault answers unsealed.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VaultWaitUnsealed {
     pub addr: Option<Text>,
@@ -735,7 +735,7 @@ impl ActionSpec for VaultWaitUnsealed {
 
 /// Unseal with key shares: from secret inputs, or asked masked from each key holder in
 /// turn, showing progress toward the threshold.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VaultUnseal {
     pub addr: Option<Text>,
@@ -762,7 +762,7 @@ impl ActionSpec for VaultUnseal {
 
 /// Initialise Vault. The keys and root token are shown once and never stored by drctl
 /// (`result.root_token`, `result.keys` are secret outputs held in memory).
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VaultInit {
     pub addr: Option<Text>,
@@ -794,7 +794,7 @@ impl ActionSpec for VaultInit {
 }
 
 /// Write a KV v2 secret.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VaultKvPut {
     pub addr: Option<Text>,
@@ -818,7 +818,7 @@ impl ActionSpec for VaultKvPut {
 }
 
 /// Read a KV v2 secret and check that keys exist (values are never shown).
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VaultKvGet {
     pub addr: Option<Text>,
@@ -843,7 +843,7 @@ impl ActionSpec for VaultKvGet {
 
 /// Repopulate KV v2 from a repository's `*.example` files: every path and key they
 /// name is asked for (masked) and written; progress survives a stop.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VaultKvPopulate {
     pub addr: Option<Text>,
@@ -870,7 +870,7 @@ impl ActionSpec for VaultKvPopulate {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum RekeyMethod {
     /// Whatever the server supports: `sys/rekey` (Vault) or `sys/rotate/root` (OpenBao).
@@ -885,7 +885,7 @@ pub enum RekeyMethod {
 /// completes Vault's verification, so the old shares stop working when it returns; with
 /// `verify: false` the rekey is left pending verification (the old shares keep working)
 /// until a later `vault.rekey-verify` step, so the new shares can be stored first.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VaultRekey {
     pub addr: Option<Text>,
@@ -928,7 +928,7 @@ impl ActionSpec for VaultRekey {
 /// entering the threshold of NEW shares; from then on only the new shares unseal Vault.
 /// With nothing pending, it checks whether the given shares are already Vault's current
 /// ones (a test rekey, cancelled again) and fails unless they are.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VaultRekeyVerify {
     pub addr: Option<Text>,
@@ -964,7 +964,7 @@ impl ActionSpec for VaultRekeyVerify {
 // ---------------------------------------------------------------------------------------
 
 /// List objects under a prefix (key, size, time).
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct S3List {
     pub bucket: Text,
@@ -988,7 +988,7 @@ impl ActionSpec for S3List {
 
 /// Find the newest object whose name matches a glob (`snapshot-*.db`);
 /// `result.key`, `result.size`, `result.last_modified`.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct S3Newest {
     pub bucket: Text,
@@ -1013,7 +1013,7 @@ impl ActionSpec for S3Newest {
 }
 
 /// Download an object to a local file, streamed, resumable, verified before use.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct S3Download {
     pub bucket: Text,
@@ -1042,7 +1042,7 @@ impl ActionSpec for S3Download {
 }
 
 /// Upload a local file.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct S3Upload {
     pub bucket: Text,
@@ -1066,7 +1066,7 @@ impl ActionSpec for S3Upload {
 }
 
 /// AWS KMS key states.
-#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 pub enum KeyState {
     Enabled,
     Disabled,
@@ -1090,7 +1090,7 @@ impl KeyState {
 }
 
 /// Describe a KMS key (state, deletion date, manager) and optionally assert its state.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KmsDescribe {
     pub key_id: Text,
@@ -1110,7 +1110,7 @@ impl ActionSpec for KmsDescribe {
 
 /// Cancel a scheduled key deletion and (by default) enable the key again, since
 /// CancelKeyDeletion leaves it Disabled.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KmsCancelDeletion {
     pub key_id: Text,
@@ -1130,7 +1130,7 @@ impl ActionSpec for KmsCancelDeletion {
 }
 
 /// Enable a Disabled key.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KmsEnable {
     pub key_id: Text,
@@ -1148,7 +1148,7 @@ impl ActionSpec for KmsEnable {
 }
 
 /// Prove a key works: encrypt and decrypt a random value with it.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KmsVerify {
     pub key_id: Text,
@@ -1170,7 +1170,7 @@ impl ActionSpec for KmsVerify {
 // ---------------------------------------------------------------------------------------
 
 /// Run a command on a host through the system `ssh` (its config, agent and known_hosts).
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SshRun {
     /// Host or `~/.ssh/config` alias.
@@ -1201,7 +1201,7 @@ impl ActionSpec for SshRun {
     }
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum CopyDirection {
     /// Local file to the host.
@@ -1211,7 +1211,7 @@ pub enum CopyDirection {
 }
 
 /// Copy a file to or from a host.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SshCopy {
     pub host: Text,
@@ -1240,7 +1240,7 @@ impl ActionSpec for SshCopy {
 }
 
 /// Check an etcd snapshot file (hash, revision, keys, size), locally or on a host.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdSnapshotStatus {
     /// Host to run on (default: this machine).
@@ -1262,7 +1262,7 @@ impl ActionSpec for EtcdSnapshotStatus {
 
 /// Restore a snapshot into a fresh data dir and swap it in place of the old one
 /// (`etcdctl snapshot restore`, then `rm -rf DATA_DIR && mv RESTORE_DIR DATA_DIR`).
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdSnapshotRestore {
     pub host: Option<Text>,
@@ -1293,7 +1293,7 @@ impl ActionSpec for EtcdSnapshotRestore {
 
 /// List Velero backups (of one storage location) with phase and age; `result.newest` is
 /// the newest Completed one, `result.backups` all of them.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VeleroBackups {
     /// Velero's namespace (default `velero`).
@@ -1316,7 +1316,7 @@ impl ActionSpec for VeleroBackups {
 
 /// Create a Velero Restore from a backup and wait until it ends; PartiallyFailed is put
 /// to the operator as a decision.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VeleroRestore {
     pub namespace: Option<Text>,
@@ -1346,7 +1346,7 @@ impl ActionSpec for VeleroRestore {
 }
 
 /// List Argo CD Applications with sync and health status.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArgocdApps {
     /// Argo CD's namespace (default `argocd`).
@@ -1367,7 +1367,7 @@ impl ActionSpec for ArgocdApps {
 }
 
 /// Wait until Applications are Synced and Healthy, showing how many are and which lag.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArgocdWait {
     pub namespace: Option<Text>,
@@ -1389,7 +1389,7 @@ impl ActionSpec for ArgocdWait {
 }
 
 /// Ask Argo CD to refresh an Application (hard: drop its cached manifests).
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArgocdRefresh {
     pub namespace: Option<Text>,
@@ -1409,7 +1409,7 @@ impl ActionSpec for ArgocdRefresh {
 }
 
 /// Wait until ClusterSecretStores and ExternalSecrets report Ready.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EsoWait {
     #[serde(default)]
@@ -1435,7 +1435,7 @@ impl ActionSpec for EsoWait {
 }
 
 /// List Longhorn backups (per volume) with time and state.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LonghornBackups {
     /// Longhorn's namespace (default `longhorn-system`).
@@ -1454,7 +1454,7 @@ impl ActionSpec for LonghornBackups {
 }
 
 /// Restore Longhorn volumes from their newest backup (or a named one) and wait.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LonghornRestore {
     pub namespace: Option<Text>,
@@ -1489,6 +1489,18 @@ macro_rules! actions {
         #[derive(Clone, Debug)]
         pub enum Action {
             $( $variant($ty), )*
+        }
+
+        /// `{key: fields}`, as written in a runbook (the canonical form of fingerprints).
+        impl serde::Serialize for Action {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(1))?;
+                match self {
+                    $( Action::$variant(a) => m.serialize_entry($tag, a)?, )*
+                }
+                m.end()
+            }
         }
 
         /// Every action key of the format, in documentation order.

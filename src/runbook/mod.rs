@@ -3,6 +3,8 @@
 pub mod action;
 pub mod catalog;
 pub mod diagnostic;
+pub mod fieldpath;
+pub mod glob;
 pub mod load;
 pub mod model;
 pub mod template;

@@ -14,7 +14,7 @@ use super::action::{ACTION_NAMES, Action, Choice, InputKind};
 use super::text::{Dur, Ident, Pos, Text};
 
 /// A whole runbook file.
-#[derive(Clone, Debug, serde::Deserialize, JsonSchema)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Runbook {
     /// Always `drctl/v1`.
@@ -97,7 +97,9 @@ pub struct SectionRef<'a> {
     pub steps: &'a [Step],
 }
 
-#[derive(Clone, Copy, Debug, Default, serde::Deserialize, JsonSchema, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, serde::Deserialize, serde::Serialize, JsonSchema, PartialEq, Eq,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Critical,
@@ -118,7 +120,7 @@ impl Severity {
     }
 }
 
-#[derive(Clone, Copy, Debug, serde::Deserialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, serde::Deserialize, serde::Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum CalloutKind {
     Critical,
@@ -147,7 +149,7 @@ impl CalloutKind {
 }
 
 /// A boxed remark kept where it matters.
-#[derive(Clone, Debug, serde::Deserialize, JsonSchema)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Callout {
     pub kind: CalloutKind,
@@ -158,7 +160,7 @@ pub struct Callout {
 
 /// Something the operator must hold before step 1: confirmed by hand, or checked by a
 /// read-only action.
-#[derive(Clone, Debug, serde::Deserialize, JsonSchema)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Prerequisite {
     pub id: Ident,
@@ -170,7 +172,7 @@ pub struct Prerequisite {
 }
 
 /// A typed input of the runbook.
-#[derive(Clone, Debug, serde::Deserialize, JsonSchema)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     #[serde(default, rename = "type")]
@@ -199,7 +201,7 @@ impl InputSpec {
 }
 
 /// A titled group of steps.
-#[derive(Clone, Debug, serde::Deserialize, JsonSchema)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Section {
     pub title: String,
@@ -211,7 +213,9 @@ pub struct Section {
 }
 
 /// When drctl asks before running a step.
-#[derive(Clone, Copy, Debug, Default, serde::Deserialize, JsonSchema, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, serde::Deserialize, serde::Serialize, JsonSchema, PartialEq, Eq,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Confirm {
     /// Ask before mutating steps, not before read-only ones.
@@ -225,7 +229,7 @@ pub enum Confirm {
 }
 
 /// Retry a failed attempt with exponential backoff.
-#[derive(Clone, Debug, serde::Deserialize, JsonSchema)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retry {
     /// Total attempts, the first included.
@@ -237,7 +241,7 @@ pub struct Retry {
 }
 
 /// A named value captured from a step's result for later steps (`{{ outputs.NAME }}`).
-#[derive(Clone, Debug, serde::Deserialize, JsonSchema)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Output {
     pub name: Ident,
@@ -250,14 +254,16 @@ pub struct Output {
 }
 
 /// One action on its own (a check or a prerequisite's test).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct ActionBlock {
+    #[serde(flatten)]
     pub action: Action,
+    #[serde(skip)]
     pub pos: Pos,
 }
 
 /// One step of a runbook.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Step {
     pub id: Ident,
     pub title: String,
@@ -265,6 +271,7 @@ pub struct Step {
     pub description: Option<Text>,
     pub action: Action,
     /// Where the action key sits in the file.
+    #[serde(skip)]
     pub action_pos: Pos,
     /// A MiniJinja expression; the step is skipped when it is false.
     pub when: Option<Text>,

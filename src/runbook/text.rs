@@ -277,6 +277,28 @@ impl JsonSchema for Dur {
     }
 }
 
+// Serialization is the canonical form a step's fingerprint is taken from: values only,
+// never source positions, so moving a step in its file does not change its meaning.
+
+impl serde::Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.value)
+    }
+}
+
+impl serde::Serialize for Ident {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.value)
+    }
+}
+
+impl serde::Serialize for Dur {
+    /// Milliseconds: `90s` and `1m30s` are the same duration.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(self.value.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

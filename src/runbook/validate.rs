@@ -714,7 +714,7 @@ impl Validator<'_> {
     }
 
     fn field_path(&mut self, path: &str, pos: Pos, at: &str) {
-        if let Err(e) = crate::runbook::validate::parse_field_path(path) {
+        if let Err(e) = crate::runbook::fieldpath::parse_field_path(path) {
             self.hint(
                 pos,
                 format!("{at}invalid field path `{path}`: {e}"),
@@ -1015,98 +1015,9 @@ pub fn is_var_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// One segment of a field path: a key, optionally filtering a list by `[key=value]`
-/// or indexing it by `[N]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PathSegment {
-    Key(String),
-    Index(usize),
-    Filter { key: String, value: String },
-}
-
-/// Parse `status.conditions[type=Ready].status` (a leading `.` and `{...}` are allowed).
-pub fn parse_field_path(path: &str) -> Result<Vec<PathSegment>, String> {
-    let p = path.trim();
-    let p = p
-        .strip_prefix('{')
-        .and_then(|x| x.strip_suffix('}'))
-        .unwrap_or(p);
-    let p = p.strip_prefix('.').unwrap_or(p);
-    if p.is_empty() {
-        return Err("the path is empty".into());
-    }
-    let mut out = Vec::new();
-    for part in p.split('.') {
-        let (key, mut rest) = match part.find('[') {
-            Some(i) => (&part[..i], &part[i..]),
-            None => (part, ""),
-        };
-        if key.is_empty() && out.is_empty() && rest.is_empty() {
-            return Err("empty segment".into());
-        }
-        if key.is_empty() && rest.is_empty() {
-            return Err("empty segment (two dots in a row?)".into());
-        }
-        if !key.is_empty() {
-            out.push(PathSegment::Key(key.to_owned()));
-        }
-        while !rest.is_empty() {
-            let Some(end) = rest.find(']') else {
-                return Err(format!("unclosed `[` in `{part}`"));
-            };
-            let inner = &rest[1..end];
-            if let Ok(n) = inner.parse::<usize>() {
-                out.push(PathSegment::Index(n));
-            } else if let Some((k, v)) = inner.split_once('=') {
-                out.push(PathSegment::Filter {
-                    key: k.trim().to_owned(),
-                    value: v.trim().trim_matches('"').to_owned(),
-                });
-            } else {
-                return Err(format!(
-                    "`[{inner}]` is neither an index nor a `key=value` filter"
-                ));
-            }
-            rest = &rest[end + 1..];
-            if !rest.is_empty() && !rest.starts_with('[') {
-                return Err(format!("unexpected `{rest}` after `]`"));
-            }
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_field_paths() {
-        assert_eq!(
-            parse_field_path("status.conditions[type=Ready].status"),
-            Ok(vec![
-                PathSegment::Key("status".into()),
-                PathSegment::Key("conditions".into()),
-                PathSegment::Filter {
-                    key: "type".into(),
-                    value: "Ready".into()
-                },
-                PathSegment::Key("status".into()),
-            ])
-        );
-        assert_eq!(
-            parse_field_path("{.items[0].metadata.name}"),
-            Ok(vec![
-                PathSegment::Key("items".into()),
-                PathSegment::Index(0),
-                PathSegment::Key("metadata".into()),
-                PathSegment::Key("name".into()),
-            ])
-        );
-        assert!(parse_field_path("a..b").is_err());
-        assert!(parse_field_path("a[x").is_err());
-        assert!(parse_field_path("").is_err());
-    }
 
     fn check_src(steps: &str) -> Vec<String> {
         let src = format!(

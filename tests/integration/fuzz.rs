@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use drctl::cli::PrintFormat;
+use drctl::plan::Plan;
 use drctl::render::checklist;
 use drctl::runbook::{load, validate};
 use proptest::prelude::*;
@@ -17,8 +17,13 @@ fn exercise(text: &str) {
             let _ = d.render(false);
         }
         if !diags.iter().any(|d| d.is_error()) {
-            for f in [PrintFormat::Markdown, PrintFormat::Text, PrintFormat::Html] {
-                let _ = checklist::render(&rb, f, &Default::default());
+            let plan = Plan::compile(&rb, text, &Default::default());
+            for f in [
+                checklist::Format::Markdown,
+                checklist::Format::Text,
+                checklist::Format::Html,
+            ] {
+                let _ = checklist::render(&plan, f);
             }
         }
     } else if let Err(d) = load::parse("fuzz.yaml", &src) {

@@ -141,7 +141,7 @@ impl From<AwsError> for ActionError {
     fn from(e: AwsError) -> Self {
         match e {
             AwsError::Cancelled => ActionError::Cancelled,
-            other => ActionError::Failed(other.to_string()),
+            other => ActionError::failed(other.to_string()),
         }
     }
 }

@@ -172,7 +172,7 @@ pub(crate) async fn get(conn: &Conn, a: &KubeGet, out: &mut Out<'_>) -> Result<V
     if own {
         header.extend(["STATUS".to_owned(), "AGE".to_owned()]);
     }
-    header.extend(crate::render::equivalent::column_titles(&a.columns));
+    header.extend(crate::runbook::fieldpath::column_titles(&a.columns));
     let rows: Vec<Vec<String>> = items
         .iter()
         .map(|v| {

@@ -17,7 +17,9 @@ mod workload;
 
 use std::sync::Mutex;
 
-use crate::exec::backend::{ActionCtx, ActionError, ActionFuture, ActionResult, Backend};
+use crate::exec::backend::{
+    ActionCtx, ActionError, ActionFuture, ActionResult, Backend, ErrorKind,
+};
 use crate::runbook::action::Sink;
 use crate::runbook::{Action, Text};
 
@@ -82,12 +84,20 @@ pub enum KubeError {
 
 impl From<KubeError> for ActionError {
     fn from(e: KubeError) -> Self {
-        match e {
-            KubeError::Cancelled => ActionError::Cancelled,
-            KubeError::Timeout(s) => ActionError::Timeout(s),
-            KubeError::NeedsOperator(s) => ActionError::NeedsOperator(s),
-            other => ActionError::Failed(other.to_string()),
-        }
+        let kind = match &e {
+            KubeError::Cancelled => return ActionError::Cancelled,
+            KubeError::Timeout(s) => return ActionError::Timeout(s.clone()),
+            KubeError::NeedsOperator(s) => return ActionError::NeedsOperator(s.clone()),
+            KubeError::Config { .. } | KubeError::Invalid(_) => ErrorKind::Invalid,
+            KubeError::Unreachable { .. } => ErrorKind::Unreachable,
+            KubeError::Credentials { .. } | KubeError::Tls { .. } => ErrorKind::Unauthorised,
+            KubeError::Forbidden { .. } => ErrorKind::Forbidden,
+            KubeError::NotFound { .. } | KubeError::MissingCrd { .. } => ErrorKind::NotFound,
+            KubeError::Conflict { .. } => ErrorKind::Conflict,
+            KubeError::Api { code, .. } => ErrorKind::of_status(*code),
+            KubeError::Failed(_) => ErrorKind::Failed,
+        };
+        ActionError::of_kind(kind, e.to_string())
     }
 }
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::conn::Conn;
 use super::{KubeError, Out, Result};
-use crate::runbook::validate::{PathSegment, parse_field_path};
+use crate::runbook::fieldpath::{PathSegment, parse_field_path};
 
 /// A kind the cluster serves.
 #[derive(Clone, Debug)]
