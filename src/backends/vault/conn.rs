@@ -19,7 +19,7 @@ use serde_json::Value;
 use vaultrs::client::{VaultClient, VaultClientSettings};
 use vaultrs::error::ClientError;
 
-use super::{Out, Res, VaultBackend, VaultError, render};
+use super::{Out, Res, VaultBackend, VaultError, render_set};
 use crate::exec::backend::ActionCtx;
 use crate::runbook::{Sink, Text};
 use crate::secret::Secret;
@@ -93,14 +93,9 @@ impl VaultBackend {
         token: Option<&Text>,
         out: &mut Out,
     ) -> Res<Conn> {
-        let addr = match addr {
-            Some(t) => Some(render(ctx, t, Sink::Shown)?),
-            None => None,
-        }
-        .map(|a| a.trim().to_owned())
-        .filter(|a| !a.is_empty())
-        .or_else(|| self.defaults.addr.clone())
-        .ok_or(VaultError::NoAddress)?;
+        let addr = render_set(ctx, addr, Sink::Shown)?
+            .or_else(|| self.defaults.addr.clone())
+            .ok_or(VaultError::NoAddress)?;
         let addr = addr.trim_end_matches('/').to_owned();
         if !(addr.starts_with("http://") || addr.starts_with("https://")) {
             return Err(VaultError::BadAddress {
@@ -108,14 +103,9 @@ impl VaultBackend {
                 detail: "it must start with http:// or https://".into(),
             });
         }
-        let token = match token {
-            Some(t) => Some(render(ctx, t, Sink::Hidden)?),
-            None => None,
-        }
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty())
-        .map(Secret::new)
-        .or_else(|| self.defaults.token.clone());
+        let token = render_set(ctx, token, Sink::Hidden)?
+            .map(Secret::new)
+            .or_else(|| self.defaults.token.clone());
         if self.defaults.skip_verify && addr.starts_with("https://") {
             out.say(
                 ctx,
@@ -233,6 +223,11 @@ fn yes() -> bool {
 }
 
 impl SealStatus {
+    /// Initialised and unsealed: its data can be read and written.
+    pub(super) fn open(&self) -> bool {
+        self.initialized && !self.sealed
+    }
+
     pub(super) fn summary(&self) -> String {
         if !self.initialized {
             return "not initialised, sealed".to_owned();
@@ -325,6 +320,25 @@ impl Conn {
             "{} answered sys/seal-status with something that is not a seal status ({e}); is this a Vault or OpenBao address?",
             self.addr
         )))
+    }
+
+    /// A request that must answer 200: the answer, else the error for `what` (named
+    /// with the path), as `classify` words it.
+    pub(super) async fn call_ok(
+        &self,
+        ctx: &ActionCtx<'_>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        what: &str,
+    ) -> Res<Value> {
+        let (code, v) = self.call(ctx, method, path, body).await?;
+        if code != 200 {
+            return Err(self
+                .classify(ctx, &format!("{what} ({path})"), code, &api_detail(&v))
+                .await);
+        }
+        Ok(v)
     }
 
     pub(super) fn api(&self, what: &str, status: u16, v: &Value) -> VaultError {
@@ -476,6 +490,15 @@ impl Conn {
             Err(VaultError::Cancelled) => Err(VaultError::Cancelled),
             _ => Ok(None),
         }
+    }
+}
+
+/// What a line about an unsealed Vault adds when [`Conn::wait_active`] gave up.
+pub(super) fn inactive_note(active: bool) -> &'static str {
+    if active {
+        ""
+    } else {
+        "; not yet active (leader election)"
     }
 }
 

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::conn::{Method, strings};
-use super::shares::ASK_ATTEMPTS;
-use super::{Out, Res, VaultBackend, VaultError, render};
+use super::shares::{ASK_ATTEMPTS, share_kind, share_lines};
+use super::{Out, Res, VaultBackend, VaultError, render_set};
 use crate::exec::backend::{ActionCtx, ActionResult};
 use crate::runbook::Sink;
 use crate::runbook::action::VaultInit;
 
-/// Writes `text` to a new file with mode 0600 (never over an existing file).
-fn write_private(path: &Path, text: &str) -> Res<()> {
+/// Writes `doc` (pretty JSON) to a new file with mode 0600 (never over an existing file).
+fn write_private(path: &Path, doc: &Value) -> Res<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let io = |e: std::io::Error| VaultError::Io {
@@ -27,7 +27,8 @@ fn write_private(path: &Path, text: &str) -> Res<()> {
         .mode(0o600)
         .open(path)
         .map_err(io)?;
-    f.write_all(text.as_bytes()).map_err(io)?;
+    let text = serde_json::to_string_pretty(doc).unwrap_or_default();
+    f.write_all(format!("{text}\n").as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)
 }
 
@@ -75,8 +76,7 @@ fn offer_file(ctx: &ActionCtx<'_>, out: &mut Out, what: &str, doc: &Value) -> Re
         if path.as_os_str().is_empty() {
             return Ok(());
         }
-        let text = serde_json::to_string_pretty(doc).unwrap_or_default();
-        match write_private(&path, &format!("{text}\n")) {
+        match write_private(&path, doc) {
             Ok(()) => {
                 out.say(
                     ctx,
@@ -100,14 +100,9 @@ impl VaultBackend {
                 a.threshold, a.shares
             )));
         }
-        let save_to = match &a.save_to {
-            Some(t) => Some(render(ctx, t, Sink::Shown)?.trim().to_owned()),
-            None => None,
-        }
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from);
+        let save_to = render_set(ctx, a.save_to.as_ref(), Sink::Shown)?.map(PathBuf::from);
         let s = conn.seal_status(ctx).await?;
-        let kind = if a.recovery { "recovery" } else { "unseal key" };
+        let kind = share_kind(a.recovery);
         if s.initialized {
             return Err(VaultError::Invalid(format!(
                 "Vault at {} is already initialised ({}): its data is not lost and initialising again is impossible; stop here and check which Vault this is",
@@ -181,10 +176,7 @@ impl VaultBackend {
         } else {
             "Unseal key"
         };
-        let mut body = String::new();
-        for (i, k) in shown.iter().enumerate() {
-            let _ = writeln!(body, "{label} {}: {k}", i + 1);
-        }
+        let mut body = share_lines(label, shown);
         let _ = writeln!(body, "\nInitial root token: {root}");
         let _ = write!(
             body,
@@ -209,8 +201,7 @@ impl VaultBackend {
             "recovery_keys_base64": if a.recovery { result["recovery_keys"].clone() } else { Value::Null },
         });
         if let Some(p) = &save_to {
-            let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-            match write_private(p, &format!("{text}\n")) {
+            match write_private(p, &doc) {
                 Ok(()) => out.say(
                     ctx,
                     format!(

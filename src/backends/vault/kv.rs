@@ -28,17 +28,10 @@ impl Conn {
         path: &str,
     ) -> Res<Option<BTreeMap<String, Value>>> {
         let what = format!("reading `{mount}/{path}`");
-        let start = Instant::now();
-        let r = loop {
-            let r = cancellable(
-                ctx,
-                vaultrs::kv2::read::<BTreeMap<String, Value>>(&self.client, mount, path),
-            )
-            .await?;
-            if !kv_upgrading(&r, start, ctx).await? {
-                break r;
-            }
-        };
+        let r = kv_retrying(ctx, || {
+            vaultrs::kv2::read::<BTreeMap<String, Value>>(&self.client, mount, path)
+        })
+        .await?;
         match r {
             Ok(d) => Ok(Some(d)),
             Err(ClientError::APIError { code: 404, errors })
@@ -62,27 +55,18 @@ impl Conn {
         cas: Option<u64>,
     ) -> Res<u64> {
         let what = format!("writing `{mount}/{path}`");
-        let start = Instant::now();
-        let r = loop {
-            let r = match cas {
+        let r = kv_retrying(ctx, || async move {
+            match cas {
                 Some(v) => {
                     let opts = vaultrs::api::kv2::requests::SetSecretRequestOptions {
                         cas: u32::try_from(v).unwrap_or(u32::MAX),
                     };
-                    cancellable(
-                        ctx,
-                        vaultrs::kv2::set_with_options(&self.client, mount, path, data, opts),
-                    )
-                    .await?
+                    vaultrs::kv2::set_with_options(&self.client, mount, path, data, opts).await
                 }
-                None => {
-                    cancellable(ctx, vaultrs::kv2::set(&self.client, mount, path, data)).await?
-                }
-            };
-            if !kv_upgrading(&r, start, ctx).await? {
-                break r;
+                None => vaultrs::kv2::set(&self.client, mount, path, data).await,
             }
-        };
+        })
+        .await?;
         match r {
             Ok(meta) => Ok(meta.version),
             Err(ClientError::APIError { code: 400, errors })
@@ -97,32 +81,37 @@ impl Conn {
     }
 }
 
-/// A KV v2 mount answers "Upgrading from non-versioned to versioned data" for a moment
-/// after it is mounted or Vault is unsealed: true (after a pause) while that lasts.
-async fn kv_upgrading<T>(
-    r: &Result<T, ClientError>,
-    since: Instant,
-    ctx: &ActionCtx<'_>,
-) -> Res<bool> {
-    let upgrading = matches!(r, Err(ClientError::APIError { code: 400, errors })
-        if errors.iter().any(|e| e.contains("Upgrading from non-versioned")));
-    if !upgrading || since.elapsed() > ACTIVE_WAIT {
-        return Ok(false);
+/// The answer of `op` (one KV call), asked again (after a pause) while the mount answers
+/// "Upgrading from non-versioned to versioned data", as a KV v2 mount does for a moment
+/// after it is mounted or Vault is unsealed.
+async fn kv_retrying<T, F>(ctx: &ActionCtx<'_>, op: impl Fn() -> F) -> Res<Result<T, ClientError>>
+where
+    F: Future<Output = Result<T, ClientError>>,
+{
+    let since = Instant::now();
+    loop {
+        let r = cancellable(ctx, op()).await?;
+        let upgrading = matches!(&r, Err(ClientError::APIError { code: 400, errors })
+            if errors.iter().any(|e| e.contains("Upgrading from non-versioned")));
+        if !upgrading || since.elapsed() > ACTIVE_WAIT {
+            return Ok(r);
+        }
+        ctx.progress("the KV mount is upgrading to versioned data; retrying".to_owned());
+        cancellable(ctx, tokio::time::sleep(Duration::from_millis(300))).await?;
     }
-    ctx.progress("the KV mount is upgrading to versioned data; retrying".to_owned());
-    cancellable(ctx, tokio::time::sleep(Duration::from_millis(300))).await?;
-    Ok(true)
+}
+
+/// A KV mount or path from the runbook, without surrounding blanks and slashes.
+fn kv_segment(ctx: &ActionCtx<'_>, t: &Text) -> Res<String> {
+    Ok(render(ctx, t, Sink::Shown)?
+        .trim()
+        .trim_matches('/')
+        .to_owned())
 }
 
 fn kv_path(ctx: &ActionCtx<'_>, mount: &Text, path: &Text) -> Res<(String, String)> {
-    let mount = render(ctx, mount, Sink::Shown)?
-        .trim()
-        .trim_matches('/')
-        .to_owned();
-    let path = render(ctx, path, Sink::Shown)?
-        .trim()
-        .trim_matches('/')
-        .to_owned();
+    let mount = kv_segment(ctx, mount)?;
+    let path = kv_segment(ctx, path)?;
     if mount.is_empty() || path.is_empty() {
         return Err(VaultError::Invalid(
             "the KV `mount` and `path` must not be empty".into(),
@@ -161,7 +150,7 @@ impl VaultBackend {
         let keys: Vec<&String> = a.data.keys().collect();
         conn.require_token(&what)?;
         let s = conn.seal_status(ctx).await?;
-        if ctx.dry_run && (s.sealed || !s.initialized) {
+        if ctx.dry_run && !s.open() {
             out.say(
                 ctx,
                 format!(
@@ -373,10 +362,7 @@ impl VaultBackend {
     ) -> Res<ActionResult> {
         let mut out = Out::default();
         let conn = self.connect(ctx, a.addr.as_ref(), a.token.as_ref(), &mut out)?;
-        let mount = render(ctx, &a.mount, Sink::Shown)?
-            .trim()
-            .trim_matches('/')
-            .to_owned();
+        let mount = kv_segment(ctx, &a.mount)?;
         let repo = PathBuf::from(render(ctx, &a.repo, Sink::Shown)?.trim());
         let pattern = a.pattern.as_deref().unwrap_or("**/*.example");
         let secrets = example_secrets(&repo, pattern).map_err(VaultError::Invalid)?;
@@ -399,7 +385,7 @@ impl VaultBackend {
                 repo.display()
             ),
         );
-        if ctx.dry_run && (s.sealed || !s.initialized) {
+        if ctx.dry_run && !s.open() {
             out.say(ctx, format!("Vault at {} is {} now, so what exists cannot be read; would ask for and write:", conn.addr, s.summary()));
             for e in &secrets {
                 out.say(ctx, format!("  {mount}/{}: {}", e.path, names(&e.keys)));

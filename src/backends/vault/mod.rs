@@ -232,6 +232,15 @@ fn render(ctx: &ActionCtx<'_>, t: &Text, sink: Sink) -> Res<String> {
         .map_err(|e| VaultError::Template(e.to_string()))
 }
 
+/// An optional field rendered and trimmed: None when it is absent or blank.
+fn render_set(ctx: &ActionCtx<'_>, t: Option<&Text>, sink: Sink) -> Res<Option<String>> {
+    Ok(match t {
+        Some(t) => Some(render(ctx, t, sink)?.trim().to_owned()),
+        None => None,
+    }
+    .filter(|s| !s.is_empty()))
+}
+
 /// The first line of a message, shortened for a progress line.
 fn short(s: &str) -> String {
     let l = s.lines().next().unwrap_or_default();

@@ -7,10 +7,11 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::conn::{Conn, Method, api_detail, payload, strings};
-use super::shares::{ASK_ATTEMPTS, ShareEntry, ask_secret};
-use super::{Out, Res, VaultBackend, VaultError, render, short};
+use super::shares::{
+    ASK_ATTEMPTS, Stage, ask_secret, enter_shares, render_keys, share_kind, share_lines,
+};
+use super::{Out, Res, VaultBackend, VaultError};
 use crate::exec::backend::{ActionCtx, ActionResult};
-use crate::runbook::Sink;
 use crate::runbook::action::{RekeyMethod, VaultRekey};
 
 pub(super) struct RekeyApi {
@@ -45,6 +46,65 @@ impl RekeyApi {
     pub(super) fn path(&self, op: &str) -> String {
         format!("{}/{op}", self.base)
     }
+
+    /// Starts a rekey to `shares` shares with `threshold`, verification required (so the
+    /// new shares take effect only once entered back); Vault's answer, or the error for
+    /// `what`.
+    pub(super) async fn start(
+        &self,
+        conn: &Conn,
+        ctx: &ActionCtx<'_>,
+        shares: u64,
+        threshold: u64,
+        what: &str,
+    ) -> Res<Value> {
+        let body = json!({
+            "secret_shares": shares,
+            "secret_threshold": threshold,
+            "require_verification": true,
+        });
+        let v = conn
+            .call_ok(ctx, Method::Put, &self.path("init"), Some(&body), what)
+            .await?;
+        Ok(payload(&v).clone())
+    }
+
+    /// One share entered at `op`: `update` (a current share) or `verify` (a new one).
+    pub(super) async fn submit(
+        &self,
+        conn: &Conn,
+        ctx: &ActionCtx<'_>,
+        op: &str,
+        key: &str,
+        nonce: &str,
+    ) -> Res<(u16, Value)> {
+        conn.call(
+            ctx,
+            Method::Put,
+            &self.path(op),
+            Some(&json!({ "key": key, "nonce": nonce })),
+        )
+        .await
+    }
+}
+
+/// Whether an answer of `update` or `verify` (its payload) says the stage is complete.
+pub(super) fn completes(st: &Value) -> bool {
+    st["complete"].as_bool().unwrap_or(false)
+}
+
+/// Shows the new shares once on the terminal, `note` after their count and threshold.
+fn show_new_shares(ctx: &ActionCtx<'_>, a: &VaultRekey, new_b64: &[String], note: &str) -> Res<()> {
+    let kind = share_kind(a.recovery);
+    let mut body = share_lines(&format!("New {kind} share"), new_b64);
+    let _ = write!(
+        body,
+        "\n{} shares, threshold {}. {note}",
+        a.shares, a.threshold
+    );
+    ctx.operator
+        .show_secret_once(&format!("New {kind} shares (shown once)"), &body)
+        .map_err(VaultError::Operator)
 }
 
 impl VaultBackend {
@@ -110,25 +170,18 @@ impl VaultBackend {
         }
         let what = "a rekey";
         let s = conn.seal_status(ctx).await?;
-        if ctx.dry_run && (s.sealed || !s.initialized) {
+        if ctx.dry_run && !s.open() {
             out.say(ctx, format!("Vault at {} is {} now; would rekey to {} shares, threshold {}, once it is unsealed", conn.addr, s.summary(), a.shares, a.threshold));
             return out.done(
                 json!({ "address": conn.addr, "shares": a.shares, "threshold": a.threshold }),
             );
         }
         conn.require_open(ctx, what).await?;
-        let kind = if a.recovery { "recovery" } else { "unseal key" };
+        let kind = share_kind(a.recovery);
         let (api, state) = self.rekey_api(&conn, ctx, a.method, a.recovery).await?;
         let started = state["started"].as_bool().unwrap_or(false);
         let required = state["required"].as_u64().unwrap_or(s.t);
-        let keys: Vec<String> = a
-            .keys
-            .iter()
-            .map(|k| render(ctx, k, Sink::Hidden).map(|v| v.trim().to_owned()))
-            .collect::<Res<Vec<_>>>()?
-            .into_iter()
-            .filter(|k| !k.is_empty())
-            .collect();
+        let keys = render_keys(ctx, &a.keys)?;
         if ctx.dry_run {
             if started {
                 out.say(ctx, format!("a rekey is already in progress ({} of {} current shares entered); it would be cancelled first", state["progress"].as_u64().unwrap_or(0), required));
@@ -181,21 +234,15 @@ impl VaultBackend {
                 "cancelled the rekey left over from an earlier attempt".into(),
             );
         }
-        let body = json!({ "secret_shares": a.shares, "secret_threshold": a.threshold, "require_verification": true });
-        let (code, v) = conn
-            .call(ctx, Method::Put, &api.path("init"), Some(&body))
+        let st = api
+            .start(
+                &conn,
+                ctx,
+                u64::from(a.shares),
+                u64::from(a.threshold),
+                "starting the rekey",
+            )
             .await?;
-        if code != 200 {
-            return Err(conn
-                .classify(
-                    ctx,
-                    &format!("starting the rekey ({})", api.path("init")),
-                    code,
-                    &api_detail(&v),
-                )
-                .await);
-        }
-        let st = payload(&v);
         let nonce = st["nonce"].as_str().unwrap_or_default().to_owned();
         let required = st["required"].as_u64().unwrap_or(required);
         out.say(
@@ -205,9 +252,16 @@ impl VaultBackend {
                 api.base, api.name
             ),
         );
-        let done = match self
-            .rekey_collect(&conn, ctx, &api, &nonce, required, &keys, &mut out)
-            .await
+        let done = match enter_shares(
+            &conn,
+            ctx,
+            &api,
+            Stage::Current { nonce: &nonce },
+            required,
+            &keys,
+            &mut out,
+        )
+        .await
         {
             Ok(d) => d,
             Err(e) => {
@@ -267,7 +321,7 @@ impl VaultBackend {
         vnonce: &str,
         show: bool,
     ) -> Res<ActionResult> {
-        let kind = if a.recovery { "recovery" } else { "unseal key" };
+        let kind = share_kind(a.recovery);
         if vnonce.is_empty() {
             // Vault completed the rekey without a verification stage: the old shares are
             // gone already. Never expected (drctl asks for the verification), but say so.
@@ -277,18 +331,15 @@ impl VaultBackend {
             )));
         }
         if show {
-            let mut body = String::new();
-            for (i, k) in new_b64.iter().enumerate() {
-                let _ = writeln!(body, "New {kind} share {}: {k}", i + 1);
-            }
-            let _ = write!(
-                body,
-                "\n{} shares, threshold {}. They are pending: the current shares keep working until {} of these are entered at the verification (the vault.rekey-verify step).",
-                a.shares, a.threshold, a.threshold
-            );
-            ctx.operator
-                .show_secret_once(&format!("New {kind} shares (shown once)"), &body)
-                .map_err(VaultError::Operator)?;
+            show_new_shares(
+                ctx,
+                a,
+                &new_b64,
+                &format!(
+                    "They are pending: the current shares keep working until {} of these are entered at the verification (the vault.rekey-verify step).",
+                    a.threshold
+                ),
+            )?;
         }
         out.say(ctx, format!(
             "new {kind} shares generated through {} ({}): {}, threshold {}; pending verification (nonce {vnonce}): the current shares still work until vault.rekey-verify completes it",
@@ -325,65 +376,6 @@ impl VaultBackend {
         }
     }
 
-    /// Submits current shares until the rekey completes; returns the completing answer.
-    #[allow(clippy::too_many_arguments)]
-    async fn rekey_collect(
-        &self,
-        conn: &Conn,
-        ctx: &ActionCtx<'_>,
-        api: &RekeyApi,
-        nonce: &str,
-        required: u64,
-        keys: &[String],
-        out: &mut Out,
-    ) -> Res<Value> {
-        let mut entry = ShareEntry::new(keys, required);
-        loop {
-            let share = entry.next(ctx, |asked, progress, required| {
-                format!("Current key share {asked} for the rekey ({progress}/{required} entered)")
-            })?;
-            let (code, v) = conn
-                .call(
-                    ctx,
-                    Method::Put,
-                    &api.path("update"),
-                    Some(&json!({ "key": share, "nonce": nonce })),
-                )
-                .await?;
-            let st = payload(&v);
-            if code == 200 {
-                if st["complete"].as_bool().unwrap_or(false) {
-                    return Ok(st.clone());
-                }
-                entry.accepted(ctx, out, st, "rekey", "current");
-                continue;
-            }
-            let detail = api_detail(&v);
-            if code != 400 {
-                return Err(conn
-                    .classify(
-                        ctx,
-                        &format!("the rekey ({})", api.path("update")),
-                        code,
-                        &detail,
-                    )
-                    .await);
-            }
-            // A wrong share at the threshold: Vault resets the progress, keeps the nonce.
-            entry.rejected(
-                ctx,
-                out,
-                &detail,
-                |n| format!("key share {n} of the runbook's inputs is not a key share ({})", short(&detail)),
-                || format!(
-                    "Vault rejected the current shares at the threshold: one is wrong or from another Vault ({})",
-                    short(&detail)
-                ),
-                &format!("Vault rejected the shares at the threshold ({}): one is wrong; enter them again", short(&detail)),
-            )?;
-        }
-    }
-
     /// Shows the new shares once and has them entered back (or, with no terminal, uses
     /// the ones in memory), then completes the verification.
     #[allow(clippy::too_many_arguments)]
@@ -398,21 +390,17 @@ impl VaultBackend {
         vnonce: &str,
         show: bool,
     ) -> Res<()> {
-        let kind = if a.recovery { "recovery" } else { "unseal key" };
         let mut proof: Vec<String> = Vec::new();
         if show {
-            let mut body = String::new();
-            for (i, k) in new_b64.iter().enumerate() {
-                let _ = writeln!(body, "New {kind} share {}: {k}", i + 1);
-            }
-            let _ = write!(
-                body,
-                "\n{} shares, threshold {}. They replace the current ones only once {} of them are entered back to verify.",
-                a.shares, a.threshold, a.threshold
-            );
-            ctx.operator
-                .show_secret_once(&format!("New {kind} shares (shown once)"), &body)
-                .map_err(VaultError::Operator)?;
+            show_new_shares(
+                ctx,
+                a,
+                new_b64,
+                &format!(
+                    "They replace the current ones only once {} of them are entered back to verify.",
+                    a.threshold
+                ),
+            )?;
             let mut wrong = 0;
             while (proof.len() as u64) < u64::from(a.threshold) {
                 let k = ask_secret(
@@ -451,18 +439,11 @@ impl VaultBackend {
                 .collect();
         }
         for k in &proof {
-            let (code, v) = conn
-                .call(
-                    ctx,
-                    Method::Put,
-                    &api.path("verify"),
-                    Some(&json!({ "key": k, "nonce": vnonce })),
-                )
-                .await?;
+            let (code, v) = api.submit(conn, ctx, "verify", k, vnonce).await?;
             if code != 200 {
                 return Err(conn.api("verifying the new shares", code, &v));
             }
-            if payload(&v)["complete"].as_bool().unwrap_or(false) {
+            if completes(payload(&v)) {
                 return Ok(());
             }
         }

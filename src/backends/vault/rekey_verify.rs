@@ -5,23 +5,11 @@
 use serde_json::json;
 
 use super::conn::{Conn, Method, SealStatus, api_detail, payload};
-use super::rekey::RekeyApi;
-use super::shares::ShareEntry;
-use super::{Out, Res, VaultBackend, VaultError, render, short};
+use super::rekey::{RekeyApi, completes};
+use super::shares::{Stage, enter_shares, render_keys, share_kind, wrong_shares};
+use super::{Out, Res, VaultBackend, VaultError, short};
 use crate::exec::backend::{ActionCtx, ActionResult};
-use crate::runbook::Sink;
 use crate::runbook::action::VaultRekeyVerify;
-
-/// Whether Vault's error says the key shares do not combine into its key.
-fn wrong_shares(detail: &str) -> bool {
-    [
-        "message authentication failed",
-        "invalid key",
-        "incorrect key",
-    ]
-    .iter()
-    .any(|m| detail.contains(m))
-}
 
 /// How a `vault.rekey-verify` ended without error.
 const VERIFY_COMPLETED: &str = "completed";
@@ -35,10 +23,10 @@ impl VaultBackend {
     ) -> Res<ActionResult> {
         let mut out = Out::default();
         let conn = self.connect(ctx, a.addr.as_ref(), a.token.as_ref(), &mut out)?;
-        let kind = if a.recovery { "recovery" } else { "unseal key" };
+        let kind = share_kind(a.recovery);
         let what = "a rekey verification";
         let s = conn.seal_status(ctx).await?;
-        if ctx.dry_run && (s.sealed || !s.initialized) {
+        if ctx.dry_run && !s.open() {
             out.say(
                 ctx,
                 format!(
@@ -51,14 +39,7 @@ impl VaultBackend {
         }
         conn.require_open(ctx, what).await?;
         let (api, state) = self.rekey_api(&conn, ctx, a.method, a.recovery).await?;
-        let keys: Vec<String> = a
-            .keys
-            .iter()
-            .map(|k| render(ctx, k, Sink::Hidden).map(|v| v.trim().to_owned()))
-            .collect::<Res<Vec<_>>>()?
-            .into_iter()
-            .filter(|k| !k.is_empty())
-            .collect();
+        let keys = render_keys(ctx, &a.keys)?;
         let started = state["started"].as_bool().unwrap_or(false);
         let pending = state["verification_nonce"]
             .as_str()
@@ -76,19 +57,15 @@ impl VaultBackend {
                 .await;
         }
         // Pending: the verification's own status has the new threshold and its nonce.
-        let (code, v) = conn
-            .call(ctx, Method::Get, &api.path("verify"), None)
+        let v = conn
+            .call_ok(
+                ctx,
+                Method::Get,
+                &api.path("verify"),
+                None,
+                "reading the verification",
+            )
             .await?;
-        if code != 200 {
-            return Err(conn
-                .classify(
-                    ctx,
-                    &format!("reading the verification ({})", api.path("verify")),
-                    code,
-                    &api_detail(&v),
-                )
-                .await);
-        }
         let vs = payload(&v);
         let required = vs["t"]
             .as_u64()
@@ -117,8 +94,16 @@ impl VaultBackend {
                 conn.addr, api.base, api.name
             ),
         );
-        self.rekey_verify_collect(&conn, ctx, &api, required, &keys, kind, &mut out)
-            .await?;
+        enter_shares(
+            &conn,
+            ctx,
+            &api,
+            Stage::New { kind },
+            required,
+            &keys,
+            &mut out,
+        )
+        .await?;
         out.say(ctx, format!(
             "verified: the rekey is complete; from now on only the new {kind} shares unseal Vault, the old ones no longer work"
         ));
@@ -129,78 +114,6 @@ impl VaultBackend {
             "verified": true,
             "state": VERIFY_COMPLETED,
         }))
-    }
-
-    /// Enters new shares at the verification until it completes. A wrong share makes
-    /// Vault restart the verification with a new nonce: the nonce is read before each.
-    #[allow(clippy::too_many_arguments)]
-    async fn rekey_verify_collect(
-        &self,
-        conn: &Conn,
-        ctx: &ActionCtx<'_>,
-        api: &RekeyApi,
-        required: u64,
-        keys: &[String],
-        kind: &str,
-        out: &mut Out,
-    ) -> Res<()> {
-        let mut entry = ShareEntry::new(keys, required);
-        loop {
-            let (code, v) = conn
-                .call(ctx, Method::Get, &api.path("verify"), None)
-                .await?;
-            if code != 200 {
-                return Err(VaultError::Invalid(format!(
-                    "the pending verification at {} went away while drctl entered the new shares ({}): someone cancelled or completed it; check with `vault operator rekey -status`",
-                    conn.addr,
-                    short(&api_detail(&v))
-                )));
-            }
-            let nonce = payload(&v)["nonce"].as_str().unwrap_or_default().to_owned();
-            let share = entry.next(ctx, |asked, progress, required| {
-                format!("New {kind} share {asked} to verify ({progress}/{required} entered)")
-            })?;
-            let (code, v) = conn
-                .call(
-                    ctx,
-                    Method::Put,
-                    &api.path("verify"),
-                    Some(&json!({ "key": share, "nonce": nonce })),
-                )
-                .await?;
-            let st = payload(&v);
-            if code == 200 {
-                if st["complete"].as_bool().unwrap_or(false) {
-                    return Ok(());
-                }
-                entry.accepted(ctx, out, st, "verification", "new");
-                continue;
-            }
-            let detail = api_detail(&v);
-            if code != 400 && !(code == 500 && wrong_shares(&detail)) {
-                return Err(conn
-                    .classify(
-                        ctx,
-                        &format!("the verification ({})", api.path("verify")),
-                        code,
-                        &detail,
-                    )
-                    .await);
-            }
-            // Wrong shares at the threshold: Vault restarts the verification (new nonce);
-            // the rekey stays pending and the current shares keep working.
-            entry.rejected(
-                ctx,
-                out,
-                &detail,
-                |n| format!("new share {n} of the runbook is not a key share ({})", short(&detail)),
-                || format!(
-                    "Vault rejected the new {kind} shares at the verification: they are not the shares of the pending rekey (from another attempt?) ({}); the rekey stays pending and the current shares still work: run the rekey step again to start over",
-                    short(&detail)
-                ),
-                &format!("Vault rejected the new shares at the verification ({}): one is wrong; enter them again", short(&detail)),
-            )?;
-        }
     }
 
     /// No rekey pending verification: it completed already (a resumed run whose earlier
@@ -219,7 +132,7 @@ impl VaultBackend {
         s: &SealStatus,
         keys: &[String],
     ) -> Res<ActionResult> {
-        let kind = if a.recovery { "recovery" } else { "unseal key" };
+        let kind = share_kind(a.recovery);
         // The verify status endpoint says the same ("no rekey configuration found").
         let (code, v) = conn
             .call(ctx, Method::Get, &api.path("verify"), None)
@@ -291,37 +204,14 @@ impl VaultBackend {
         s: &SealStatus,
         keys: &[String],
     ) -> Res<bool> {
-        let body = json!({
-            "secret_shares": s.n.max(1),
-            "secret_threshold": s.t.max(1),
-            "require_verification": true,
-        });
-        let (code, v) = conn
-            .call(ctx, Method::Put, &api.path("init"), Some(&body))
+        let st = api
+            .start(conn, ctx, s.n.max(1), s.t.max(1), "starting a test rekey")
             .await?;
-        if code != 200 {
-            return Err(conn
-                .classify(
-                    ctx,
-                    &format!("starting a test rekey ({})", api.path("init")),
-                    code,
-                    &api_detail(&v),
-                )
-                .await);
-        }
-        let nonce = payload(&v)["nonce"].as_str().unwrap_or_default().to_owned();
+        let nonce = st["nonce"].as_str().unwrap_or_default().to_owned();
         let mut answer = Ok(false);
         for k in keys {
-            let r = conn
-                .call(
-                    ctx,
-                    Method::Put,
-                    &api.path("update"),
-                    Some(&json!({ "key": k, "nonce": nonce })),
-                )
-                .await;
-            match r {
-                Ok((200, v)) if payload(&v)["complete"].as_bool().unwrap_or(false) => {
+            match api.submit(conn, ctx, "update", k, &nonce).await {
+                Ok((200, v)) if completes(payload(&v)) => {
                     answer = Ok(true);
                     break;
                 }

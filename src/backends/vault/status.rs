@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::conn::{ACTIVE_WAIT, cancellable};
+use super::conn::{ACTIVE_WAIT, cancellable, inactive_note};
 use super::{Out, Res, VaultBackend, VaultError, render, short};
 use crate::exec::backend::{ActionCtx, ActionResult};
 use crate::runbook::action::{VaultStatus, VaultWaitUnsealed};
@@ -108,7 +108,7 @@ impl VaultBackend {
         loop {
             polls += 1;
             match conn.seal_status(ctx).await {
-                Ok(s) if s.initialized && !s.sealed => {
+                Ok(s) if s.open() => {
                     let left = deadline
                         .map(|d| d.saturating_duration_since(Instant::now()))
                         .unwrap_or(ACTIVE_WAIT)
@@ -123,11 +123,7 @@ impl VaultBackend {
                             Dur::human(Duration::from_secs(waited.as_secs())),
                             s.seal_type,
                             s.version,
-                            if active {
-                                ""
-                            } else {
-                                "; not yet active (leader election)"
-                            }
+                            inactive_note(active)
                         ),
                     );
                     return out.done(json!({

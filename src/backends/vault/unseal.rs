@@ -4,11 +4,10 @@
 
 use serde_json::json;
 
-use super::conn::{ACTIVE_WAIT, Method, SealStatus, api_detail};
-use super::shares::{ROUNDS, ask_secret};
-use super::{Out, Res, VaultBackend, VaultError, render, short};
+use super::conn::{ACTIVE_WAIT, Method, SealStatus, api_detail, inactive_note};
+use super::shares::{ROUNDS, ask_secret, render_keys};
+use super::{Out, Res, VaultBackend, VaultError, short};
 use crate::exec::backend::{ActionCtx, ActionResult};
-use crate::runbook::Sink;
 use crate::runbook::action::VaultUnseal;
 
 impl VaultBackend {
@@ -42,14 +41,7 @@ impl VaultBackend {
                 conn.addr, s.seal_type
             )));
         }
-        let keys: Vec<String> = a
-            .keys
-            .iter()
-            .map(|k| render(ctx, k, Sink::Hidden).map(|v| v.trim().to_owned()))
-            .collect::<Res<Vec<_>>>()?
-            .into_iter()
-            .filter(|k| !k.is_empty())
-            .collect();
+        let keys = render_keys(ctx, &a.keys)?;
         let source = if !keys.is_empty() {
             format!("{} key share(s) from the runbook's inputs", keys.len())
         } else if !a.holders.is_empty() {
@@ -210,11 +202,7 @@ impl VaultBackend {
                 conn.addr,
                 entered,
                 status.t,
-                if active {
-                    ""
-                } else {
-                    "; not yet active (leader election)"
-                }
+                inactive_note(active)
             ),
         );
         out.done(result(&status, entered))
