@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use openssh::{Session, Stdio};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::backends::process::{self, Keep, Reading, RunError};
 use crate::exec::backend::{ActionCtx, ActionError, ActionFuture, ActionResult, Backend};
-use crate::exec::local::EXCERPT_LINES;
 use crate::runbook::Action;
 use crate::runbook::action::{CopyDirection, Sink, SshCopy, SshRun};
 use crate::runbook::template::shell_quote;
@@ -34,8 +34,6 @@ use crate::runbook::template::shell_quote;
 /// An ssh config file used instead of `~/.ssh/config` (passed as `ssh -F`).
 pub const CONFIG_ENV: &str = "DRCTL_SSH_CONFIG";
 
-/// Most output kept in `result.stdout` / `result.stderr`.
-const MAX_CAPTURE: usize = 1024 * 1024;
 /// How long connecting (TCP, host key, authentication) may take at most.
 const CONNECT_LIMIT: Duration = Duration::from_secs(120);
 /// Copy buffer; also the granularity of cancellation while copying.
@@ -92,14 +90,10 @@ impl SshOptions {
 
     /// `ssh` with `-F` when a config file is set, and the scrubbed environment.
     fn command(&self, scrub: &[String]) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new("ssh");
+        let mut c = process::command("ssh", scrub);
         if let Some(cfg) = &self.config {
             c.arg("-F").arg(cfg);
         }
-        for k in scrub {
-            c.env_remove(k);
-        }
-        c.stdin(StdStdio::null());
         c
     }
 
@@ -751,14 +745,9 @@ async fn child_output(
     drop(child.stdin().take());
     let out = child.stdout().take();
     let err = child.stderr().take();
-    let (stdout, stderr, excerpt) = pump(out, err, ctx, false).await;
+    let captured = process::pump(out, err, ctx, reading(false)).await;
     let code = exit_code(child.wait().await)?;
-    Ok(Exec {
-        code,
-        stdout,
-        stderr,
-        excerpt,
-    })
+    Ok(captured.exited(code))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -774,15 +763,15 @@ pub(crate) struct RunSpec<'a> {
     pub stream: bool,
 }
 
-/// What a command did.
-#[derive(Debug, Default)]
-pub(crate) struct Exec {
-    /// None: killed by a signal.
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-    /// The last lines of output, for the report.
-    pub excerpt: Vec<String>,
+pub(crate) use crate::backends::process::Exec;
+
+/// Output of a command (on a host, or here for a `Target`) as it was written, shown live
+/// when `stream`.
+fn reading(stream: bool) -> Reading {
+    Reading {
+        stream,
+        keep: Keep::AsWritten,
+    }
 }
 
 /// Where a command runs: this machine, or a host over ssh.
@@ -844,149 +833,24 @@ fn local_user() -> String {
         .unwrap_or_else(|_| "the current user".into())
 }
 
-/// Kills a local command's process group when dropped (timeout, cancel).
-struct GroupGuard(Option<i32>);
-
-impl GroupGuard {
-    fn signal(&self, sig: i32) {
-        if let Some(pgid) = self.0 {
-            // SAFETY: signalling a process group this module created.
-            unsafe {
-                libc::killpg(pgid, sig);
-            }
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.signal(libc::SIGKILL);
-    }
-}
-
-/// Dies with drctl (SIGKILL, a closed laptop) instead of running on unobserved.
-fn die_with_parent(cmd: &mut tokio::process::Command) {
-    // SAFETY: prctl is async-signal-safe and only affects the child being started.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-}
-
+/// `spec` on this machine: `sh -c` (under `sudo -n` for sudo), `env` in its environment.
 async fn run_local(ctx: &ActionCtx<'_>, spec: &RunSpec<'_>) -> Result<Exec, SshError> {
-    let mut cmd = if spec.sudo {
-        let mut c = tokio::process::Command::new("sudo");
-        c.args(["-n", "sh", "-c", spec.script]);
-        c
-    } else {
-        let mut c = tokio::process::Command::new("sh");
-        c.arg("-c").arg(spec.script);
-        c
-    };
-    for k in &ctx.values.scrub_env {
-        cmd.env_remove(k);
+    let program = if spec.sudo { "sudo" } else { "sh" };
+    let mut cmd = process::command(program, &ctx.values.scrub_env);
+    if spec.sudo {
+        cmd.args(["-n", "sh"]);
     }
-    for (k, v) in spec.env {
-        cmd.env(k, v);
-    }
-    die_with_parent(&mut cmd);
-    cmd.stdin(StdStdio::null())
-        .stdout(StdStdio::piped())
-        .stderr(StdStdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| {
-        SshError::Command(format!(
-            "cannot start `{}` on this machine: {e}",
-            if spec.sudo { "sudo" } else { "sh" }
-        ))
-    })?;
-    let guard = GroupGuard(child.id().and_then(|p| i32::try_from(p).ok()));
-    let out = child.stdout.take();
-    let err = child.stderr.take();
-    let work = async {
-        let r = pump(out, err, ctx, spec.stream).await;
-        (r, child.wait().await)
-    };
-    let ((stdout, stderr, excerpt), status) = tokio::select! {
-        r = work => r,
-        _ = ctx.cancel.cancelled() => {
-            guard.signal(libc::SIGTERM);
-            return Err(SshError::Cancelled);
-        }
-    };
-    drop(guard);
-    let status =
-        status.map_err(|e| SshError::Command(format!("cannot wait for the command: {e}")))?;
-    Ok(Exec {
-        code: status.code(),
-        stdout,
-        stderr,
-        excerpt,
-    })
-}
-
-/// Reads stdout and stderr line by line (showing them live when `stream`), keeping up to
-/// MAX_CAPTURE of each and the last lines for the report.
-async fn pump<O, E>(
-    out: Option<O>,
-    err: Option<E>,
-    ctx: &ActionCtx<'_>,
-    stream: bool,
-) -> (String, String, Vec<String>)
-where
-    O: AsyncRead + Unpin,
-    E: AsyncRead + Unpin,
-{
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    let mut excerpt: Vec<String> = Vec::new();
-    let mut o = out.map(BufReader::new);
-    let mut e = err.map(BufReader::new);
-    let mut ob = Vec::new();
-    let mut eb = Vec::new();
-    while o.is_some() || e.is_some() {
-        let (n, is_err) = tokio::select! {
-            n = async { match o.as_mut() { Some(r) => r.read_until(b'\n', &mut ob).await, None => std::future::pending().await } } => (n, false),
-            n = async { match e.as_mut() { Some(r) => r.read_until(b'\n', &mut eb).await, None => std::future::pending().await } } => (n, true),
-        };
-        if matches!(n, Ok(0) | Err(_)) {
-            if is_err {
-                e = None;
-            } else {
-                o = None;
+    cmd.arg("-c").arg(spec.script);
+    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    process::run(cmd, ctx, None, reading(spec.stream))
+        .await
+        .map_err(|e| match e {
+            RunError::Start(e) => {
+                SshError::Command(format!("cannot start `{program}` on this machine: {e}"))
             }
-        }
-        let (buf, capture) = if is_err {
-            (&mut eb, &mut stderr)
-        } else {
-            (&mut ob, &mut stdout)
-        };
-        if buf.is_empty() {
-            continue;
-        }
-        let text = String::from_utf8_lossy(buf).into_owned();
-        buf.clear();
-        if capture.len() < MAX_CAPTURE {
-            capture.push_str(&text);
-            if !text.ends_with('\n') {
-                capture.push('\n');
-            }
-        }
-        let line = text.trim_end_matches(['\n', '\r']).to_owned();
-        if stream {
-            ctx.output(line.clone());
-        }
-        if !ctx.quiet {
-            excerpt.push(line);
-            if excerpt.len() > EXCERPT_LINES {
-                excerpt.remove(0);
-            }
-        }
-    }
-    (stdout, stderr, excerpt)
+            RunError::Cancelled => SshError::Cancelled,
+            other => SshError::Command(other.to_string()),
+        })
 }
 
 /// A private directory for the control socket and the master's log.
@@ -1125,7 +989,7 @@ impl Conn {
         cmd.stdout(StdStdio::null())
             .stderr(StdStdio::null())
             .kill_on_drop(true);
-        die_with_parent(&mut cmd);
+        process::die_with_parent(&mut cmd);
         ctx.progress(format!("connecting to {host}"));
         let mut master = cmd.spawn().map_err(|e| SshError::NoClient(e.to_string()))?;
         let started = Instant::now();
@@ -1286,11 +1150,11 @@ impl Conn {
         let out = child.stdout().take();
         let err = child.stderr().take();
         let work = async {
-            let r = pump(out, err, ctx, spec.stream).await;
+            let r = process::pump(out, err, ctx, reading(spec.stream)).await;
             (r, child.wait().await)
         };
         tokio::pin!(work);
-        let ((stdout, stderr, excerpt), status) = tokio::select! {
+        let (captured, status) = tokio::select! {
             r = &mut work => r,
             _ = ctx.cancel.cancelled() => {
                 drop(stdin.take());
@@ -1300,12 +1164,7 @@ impl Conn {
         };
         drop(stdin);
         let code = exit_code(status).map_err(|e| self.lost(e))?;
-        Ok(Exec {
-            code,
-            stdout,
-            stderr,
-            excerpt,
-        })
+        Ok(captured.exited(code))
     }
 }
 
@@ -1510,10 +1369,8 @@ async fn probe_fingerprint(
         cmd.arg("-l").arg(u);
     }
     cmd.arg("--").arg(host).arg("true");
-    cmd.kill_on_drop(true);
-    let out = match tokio::time::timeout(Duration::from_secs(20), cmd.output()).await {
-        Ok(Ok(o)) => o,
-        _ => return "a key whose fingerprint could not be read".into(),
+    let Some(out) = process::output_within(cmd, Duration::from_secs(20)).await else {
+        return "a key whose fingerprint could not be read".into();
     };
     let text = String::from_utf8_lossy(&out.stderr);
     text.lines()
@@ -1532,13 +1389,10 @@ async fn agent_state(scrub: &[String]) -> String {
     let Some(sock) = std::env::var_os("SSH_AUTH_SOCK") else {
         return "No ssh agent is available to drctl (SSH_AUTH_SOCK is not set)".into();
     };
-    let mut cmd = tokio::process::Command::new("ssh-add");
-    cmd.arg("-l").stdin(StdStdio::null()).kill_on_drop(true);
-    for k in scrub {
-        cmd.env_remove(k);
-    }
-    match tokio::time::timeout(Duration::from_secs(5), cmd.output()).await {
-        Ok(Ok(o)) => match o.status.code() {
+    let mut cmd = process::command("ssh-add", scrub);
+    cmd.arg("-l");
+    match process::output_within(cmd, Duration::from_secs(5)).await {
+        Some(o) => match o.status.code() {
             Some(0) => {
                 let n = String::from_utf8_lossy(&o.stdout).lines().count();
                 format!("The ssh agent holds {n} key(s), none accepted")
@@ -1551,7 +1405,7 @@ async fn agent_state(scrub: &[String]) -> String {
                 Path::new(&sock).display()
             ),
         },
-        _ => "The ssh agent could not be asked (`ssh-add -l` failed)".into(),
+        None => "The ssh agent could not be asked (`ssh-add -l` failed)".into(),
     }
 }
 
