@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod etcd;
 pub mod kube;
+pub mod process;
 pub mod ssh;
 pub mod vault;
 

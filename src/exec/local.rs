@@ -1,40 +1,23 @@
-//! The actions that need no remote system: shell, sleep, http.
+//! The actions that need no remote system: shell, sleep, http. A shell step's command runs
+//! through `backends::process` (process group, output, cancellation).
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
 use super::backend::{ActionCtx, ActionError, ActionResult};
+use crate::backends::process::{self, Keep, MAX_CAPTURE, Reading, RunError};
 use crate::runbook::action::{Http, HttpMethod, Shell, Sink, Sleep};
 
-/// Most output kept in `result.stdout` / `result.stderr`.
-const MAX_CAPTURE: usize = 1024 * 1024;
-/// Lines of output kept for the journal and report.
-pub const EXCERPT_LINES: usize = 20;
+pub use crate::backends::process::EXCERPT_LINES;
 
 fn render_err(e: super::context::ContextError) -> ActionError {
     ActionError::failed(e.to_string())
 }
 
-/// Kills the whole process group of a child when dropped (timeout, cancel, crash of the
-/// step future), so no grandchild outlives the step.
-struct GroupGuard(Option<i32>);
-
-impl GroupGuard {
-    fn signal(&self, sig: i32) {
-        if let Some(pgid) = self.0 {
-            // SAFETY: signalling a process group we created.
-            unsafe {
-                libc::killpg(pgid, sig);
-            }
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.signal(libc::SIGKILL);
+fn run_err(e: RunError) -> ActionError {
+    match e {
+        RunError::Cancelled => ActionError::Cancelled,
+        other => ActionError::failed(other.to_string()),
     }
 }
 
@@ -49,7 +32,7 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
                 ));
             }
         };
-        let mut c = tokio::process::Command::new("bash");
+        let mut c = process::command("bash", &v.scrub_env);
         c.arg("-euo").arg("pipefail").arg("-c").arg(script);
         c
     } else {
@@ -59,24 +42,12 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
             .map(|t| v.render(t, Sink::Shown))
             .collect::<Result<_, _>>()
             .map_err(render_err)?;
-        let mut c = tokio::process::Command::new(&argv[0]);
+        let mut c = process::command(&argv[0], &v.scrub_env);
         c.args(&argv[1..]);
         c
     };
     if let Some(cwd) = &a.cwd {
         cmd.current_dir(v.render(cwd, Sink::Shown).map_err(render_err)?);
-    }
-    for k in &v.scrub_env {
-        cmd.env_remove(k);
-    }
-    // If drctl dies (SIGKILL, a closed laptop), the step's command dies with it rather
-    // than running on unobserved while a resume starts it again.
-    // SAFETY: prctl is async-signal-safe and only affects the child being started.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
     }
     for (k, val) in &a.env {
         // Secrets reach the command here, never through argv.
@@ -101,13 +72,7 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
                 .map(Stdio::from)
                 .map_err(|e| ActionError::failed(format!("cannot pass stderr on: {e}")))?
         };
-        cmd.stdin(Stdio::inherit())
-            .stdout(out)
-            .stderr(Stdio::inherit());
-        let status = cmd
-            .status()
-            .await
-            .map_err(|e| ActionError::failed(format!("cannot start the command: {e}")))?;
+        let status = process::attached(cmd, out).await.map_err(run_err)?;
         return match status.code() {
             Some(0) => Ok(ActionResult {
                 value: serde_json::json!({ "exit_code": 0 }),
@@ -121,107 +86,41 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
             )),
         };
     }
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    // Its own process group: the terminal's Ctrl-C reaches drctl only, which then stops
-    // the step in order.
-    cmd.process_group(0);
-    cmd.kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| ActionError::failed(format!("cannot start the command: {e}")))?;
-    let guard = GroupGuard(child.id().and_then(|p| i32::try_from(p).ok()));
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes())
-            .await
-            .map_err(|e| ActionError::failed(format!("cannot write the command's stdin: {e}")))?;
-        drop(pipe);
-    }
-    let out = child.stdout.take();
-    let err = child.stderr.take();
-    let read = async {
-        let mut stdout = String::new();
-        let mut stderr = String::new();
-        let mut excerpt: Vec<String> = Vec::new();
-        let mut o = out.map(|s| BufReader::new(s).lines());
-        let mut e = err.map(|s| BufReader::new(s).lines());
-        loop {
-            let (line, is_err) = tokio::select! {
-                l = async { match o.as_mut() { Some(r) => r.next_line().await, None => std::future::pending().await } } => (l, false),
-                l = async { match e.as_mut() { Some(r) => r.next_line().await, None => std::future::pending().await } } => (l, true),
-            };
-            match line {
-                Ok(Some(l)) => {
-                    ctx.output(l.clone());
-                    let buf = if is_err { &mut stderr } else { &mut stdout };
-                    if buf.len() < MAX_CAPTURE {
-                        buf.push_str(&l);
-                        buf.push('\n');
-                    }
-                    excerpt.push(l);
-                    if excerpt.len() > EXCERPT_LINES {
-                        excerpt.remove(0);
-                    }
-                }
-                Ok(None) | Err(_) => {
-                    if is_err {
-                        e = None;
-                    } else {
-                        o = None;
-                    }
-                    if o.is_none() && e.is_none() {
-                        break;
-                    }
-                }
-            }
-        }
-        (stdout, stderr, excerpt)
+    let how = Reading {
+        stream: true,
+        keep: Keep::Lines,
     };
-    let ((stdout, stderr, excerpt), status) = tokio::select! {
-        r = async { let r = read.await; let s = child.wait().await; (r, s) } => r,
-        _ = ctx.cancel.cancelled() => {
-            guard.signal(libc::SIGTERM);
-            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-            return Err(ActionError::Cancelled);
-        }
-    };
-    let status =
-        status.map_err(|e| ActionError::failed(format!("cannot wait for the command: {e}")))?;
-    drop(guard);
-    let code = status.code();
+    let e = process::run(cmd, ctx, stdin.as_deref().map(str::as_bytes), how)
+        .await
+        .map_err(run_err)?;
     let value = serde_json::json!({
-        "exit_code": code,
-        "stdout": stdout,
-        "stderr": stderr,
+        "exit_code": e.code,
+        "stdout": e.stdout,
+        "stderr": e.stderr,
     });
-    if status.success() {
-        Ok(ActionResult {
+    if e.code == Some(0) {
+        return Ok(ActionResult {
             value,
-            lines: excerpt,
-        })
-    } else {
-        let last = if ctx.quiet {
-            String::new()
-        } else {
-            stderr
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .map(|l| format!(": {l}"))
-                .unwrap_or_default()
-        };
-        let how = match code {
-            Some(c) => format!("exit code {c}"),
-            None => "killed by a signal".to_owned(),
-        };
-        Err(ActionError::failed(format!(
-            "the command failed with {how}{last}"
-        )))
+            lines: e.excerpt,
+        });
     }
+    let last = if ctx.quiet {
+        String::new()
+    } else {
+        e.stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| format!(": {l}"))
+            .unwrap_or_default()
+    };
+    let how = match e.code {
+        Some(c) => format!("exit code {c}"),
+        None => "killed by a signal".to_owned(),
+    };
+    Err(ActionError::failed(format!(
+        "the command failed with {how}{last}"
+    )))
 }
 
 pub async fn sleep(a: &Sleep, ctx: &ActionCtx<'_>) -> Result<ActionResult, ActionError> {

@@ -20,7 +20,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::digest::{Crc32, Md5, base64};
-use super::{AwsError, Conn, Res, S3, Target, bounded, explain, human_bytes, io_err, rfc3339};
+use super::error::{AwsError, Target, explain, io_err};
+use super::s3::{S3, human_bytes, rfc3339};
+use super::{Conn, Res, bounded};
 use crate::exec::backend::{ActionCtx, ActionResult};
 
 /// A part that sends nothing for this long is retried.
@@ -331,14 +333,7 @@ pub(super) async fn run(job: Job<'_>, ctx: &ActionCtx<'_>) -> Res<ActionResult> 
             .send(),
     )
     .await
-    .map_err(|e| {
-        explain(
-            e,
-            "s3:GetObject",
-            Target::Object(job.bucket, job.key),
-            &job.s3.conn,
-        )
-    })?;
+    .map_err(job.s3.object_err("s3:GetObject", job.bucket, job.key))?;
     let size = head.content_length().unwrap_or(0).max(0) as u64;
     let etag_raw = head.e_tag().unwrap_or_default().to_owned();
     let etag = etag_raw.trim_matches('"').to_owned();

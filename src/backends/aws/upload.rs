@@ -15,12 +15,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use aws_sdk_s3::operation::abort_multipart_upload::builders::AbortMultipartUploadFluentBuilder;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use sha2::{Digest, Sha256};
 
 use super::digest::{Md5, base64};
-use super::{AwsError, Res, S3, Target, bounded, explain, human_bytes, io_err};
+use super::error::{AwsError, Target, explain, io_err};
+use super::s3::{S3, human_bytes};
+use super::{Res, bounded};
 use crate::exec::backend::ActionCtx;
 
 /// S3's limits: parts of at least 5 MiB (but the last), at most 10,000 parts, 5 TiB.
@@ -68,15 +71,18 @@ struct AbortOnDrop {
 }
 
 impl AbortOnDrop {
-    async fn abort(&mut self) -> Result<(), String> {
-        self.armed = false;
-        let call = self
-            .client
+    /// The AbortMultipartUpload request for this upload.
+    fn request(&self) -> AbortMultipartUploadFluentBuilder {
+        self.client
             .abort_multipart_upload()
             .bucket(&self.bucket)
             .key(&self.key)
             .upload_id(&self.upload_id)
-            .send();
+    }
+
+    async fn abort(&mut self) -> Result<(), String> {
+        self.armed = false;
+        let call = self.request().send();
         match tokio::time::timeout(ABORT_TIMEOUT, call).await {
             Ok(Ok(_)) => Ok(()),
             // Nothing left to abort.
@@ -97,13 +103,7 @@ impl Drop for AbortOnDrop {
             return;
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let call = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .upload_id(&self.upload_id)
-                .send();
+            let call = self.request().send();
             rt.spawn(async move {
                 let _ = tokio::time::timeout(ABORT_TIMEOUT, call).await;
             });
@@ -194,14 +194,7 @@ pub(super) async fn run(job: Job<'_>, ctx: &ActionCtx<'_>) -> Res<Uploaded> {
             .send(),
     )
     .await
-    .map_err(|e| {
-        explain(
-            e,
-            "s3:PutObject",
-            Target::Object(job.bucket, job.key),
-            &job.s3.conn,
-        )
-    })?;
+    .map_err(job.s3.object_err("s3:PutObject", job.bucket, job.key))?;
     let Some(upload_id) = created.upload_id().map(str::to_owned) else {
         return Err(AwsError::Api {
             op: "s3:CreateMultipartUpload".into(),

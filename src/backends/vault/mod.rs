@@ -117,7 +117,7 @@ impl From<VaultError> for ActionError {
                 ActionError::NeedsOperator(r)
             }
             VaultError::Timeout(t) => ActionError::Timeout(t),
-            other => ActionError::Failed(other.to_string()),
+            other => ActionError::failed(other.to_string()),
         }
     }
 }
