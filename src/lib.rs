@@ -112,13 +112,6 @@ pub fn run() -> i32 {
             let _ = std::io::stderr().write_all(out.stderr.as_bytes());
             out.code
         }
-        Err(Error::Run {
-            code: exit::OK,
-            message,
-        }) => {
-            let _ = writeln!(std::io::stderr(), "{message}");
-            exit::OK
-        }
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e}");
             e.exit_code()

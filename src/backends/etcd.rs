@@ -9,8 +9,8 @@
 //! RESTORE or an etcd still using DATA stops the step.
 
 use super::ssh::{Exec, RunSpec, SshError, SshOptions, Target, exit_text, last_line, sudo_problem};
-use crate::exec::backend::{ActionCtx, ActionError, ActionFuture, ActionResult, Backend};
-use crate::runbook::Action;
+use crate::exec::backend::{ActionCtx, ActionError, ActionResult, ErrorKind};
+
 use crate::runbook::action::{EtcdSnapshotRestore, EtcdSnapshotStatus, Sink};
 use crate::runbook::template::shell_quote;
 
@@ -36,7 +36,19 @@ impl From<EtcdError> for ActionError {
     fn from(e: EtcdError) -> Self {
         match e {
             EtcdError::Ssh(s) => s.into(),
-            other => ActionError::failed(other.to_string()),
+            other => {
+                let kind = match &other {
+                    // Waiting does not install a tool, repair a snapshot or change what
+                    // the step refused to overwrite.
+                    EtcdError::Invalid(_)
+                    | EtcdError::NoTool(_)
+                    | EtcdError::Corrupt(_)
+                    | EtcdError::Refused(_) => ErrorKind::Invalid,
+                    EtcdError::Missing(_) => ErrorKind::NotFound,
+                    EtcdError::Failed(_) | EtcdError::Ssh(_) => ErrorKind::Failed,
+                };
+                ActionError::of_kind(kind, other.to_string())
+            }
         }
     }
 }
@@ -55,32 +67,22 @@ impl EtcdBackend {
     }
 }
 
-impl Backend for EtcdBackend {
-    fn name(&self) -> &'static str {
-        "etcd"
-    }
+/// The actions this backend performs (routed here by `exec::engine::perform`).
+pub enum EtcdOp<'a> {
+    SnapshotStatus(&'a EtcdSnapshotStatus),
+    SnapshotRestore(&'a EtcdSnapshotRestore),
+}
 
-    fn handles(&self, action: &Action) -> bool {
-        matches!(
-            action,
-            Action::EtcdSnapshotStatus(_) | Action::EtcdSnapshotRestore(_)
-        )
-    }
-
-    fn execute<'a>(&'a self, action: &'a Action, ctx: &'a ActionCtx<'a>) -> ActionFuture<'a> {
-        Box::pin(async move {
-            match action {
-                Action::EtcdSnapshotStatus(a) => {
-                    status(&self.ssh, a, ctx).await.map_err(Into::into)
-                }
-                Action::EtcdSnapshotRestore(a) => {
-                    restore(&self.ssh, a, ctx).await.map_err(Into::into)
-                }
-                other => Err(ActionError::Unsupported {
-                    action: other.name(),
-                }),
-            }
-        })
+impl EtcdBackend {
+    pub async fn perform(
+        &self,
+        op: EtcdOp<'_>,
+        ctx: &ActionCtx<'_>,
+    ) -> Result<ActionResult, ActionError> {
+        match op {
+            EtcdOp::SnapshotStatus(a) => status(&self.ssh, a, ctx).await.map_err(Into::into),
+            EtcdOp::SnapshotRestore(a) => restore(&self.ssh, a, ctx).await.map_err(Into::into),
+        }
     }
 }
 

@@ -1,6 +1,6 @@
-//! The systems drctl acts on, one module each, plugged into the engine through
-//! `exec::backend::Backend`. `registry` builds the backends of this build from the
-//! environment (see docs/operations.md for the variables each reads).
+//! The systems drctl acts on, one module each. `Backends` holds one of each, built from
+//! the environment (see docs/operations.md for the variables each reads); the engine's
+//! `perform` routes every action to its backend's `perform` with one exhaustive match.
 
 pub mod aws;
 pub mod etcd;
@@ -9,15 +9,28 @@ pub mod process;
 pub mod ssh;
 pub mod vault;
 
-use crate::exec::backend::Backends;
-
 /// Every backend of this build.
+pub struct Backends {
+    pub kube: kube::KubeBackend,
+    pub vault: vault::VaultBackend,
+    pub aws: aws::AwsBackend,
+    pub ssh: ssh::SshBackend,
+    pub etcd: etcd::EtcdBackend,
+}
+
+impl Backends {
+    pub fn from_env() -> Self {
+        Backends {
+            kube: kube::KubeBackend::from_env(),
+            vault: vault::VaultBackend::from_env(),
+            aws: aws::AwsBackend::from_env(),
+            ssh: ssh::SshBackend::from_env(),
+            etcd: etcd::EtcdBackend::from_env(),
+        }
+    }
+}
+
+/// Every backend of this build (the name `commands` uses).
 pub fn registry() -> Backends {
-    let mut b = Backends::new();
-    b.register(Box::new(vault::VaultBackend::from_env()));
-    b.register(Box::new(ssh::SshBackend::from_env()));
-    b.register(Box::new(etcd::EtcdBackend::from_env()));
-    b.register(Box::new(kube::KubeBackend::from_env()));
-    b.register(Box::new(aws::AwsBackend::from_env()));
-    b
+    Backends::from_env()
 }

@@ -365,12 +365,14 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
                     })?,
             };
             if j.state.is_finished() {
-                return Err(Error::Run {
-                    code: exit::OK,
-                    message: format!(
-                        "run {} already finished; `drctl report {}` shows it",
+                // Nothing to do is not an error: said on stderr, exit 0.
+                return Ok(Outcome {
+                    stdout: String::new(),
+                    stderr: format!(
+                        "run {} already finished; `drctl report {}` shows it\n",
                         j.run_id, j.run_id
                     ),
+                    code: exit::OK,
                 });
             }
             let entry = if j.runbook_source == "built-in" {

@@ -1,15 +1,11 @@
-//! How actions reach the systems they act on. The engine runs the local actions (shell,
-//! sleep, http) itself and the interactive ones through the prompter; every other action
-//! goes to the `Backend` that handles it (kube, vault, aws, ssh, etcd: later issues plug
-//! theirs in here). Tests of the engine may register in-memory fakes.
+//! What every action shares: its context (values, events, cancellation, the operator),
+//! its result, and its typed error. `engine::perform` routes each action to the code
+//! that performs it (local, interactive, or a backend of `crate::backends`).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use super::context::Values;
 use super::events::{Reporter, RunEvent};
-use crate::runbook::Action;
 use crate::secret::Redactor;
 
 /// What an action produced: `result` for outputs and `expect`, and output lines for the
@@ -371,39 +367,48 @@ impl ActionCtx<'_> {
     }
 }
 
-pub type ActionFuture<'a> = Pin<Box<dyn Future<Output = Result<ActionResult, ActionError>> + 'a>>;
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
 
-/// A system drctl acts on.
-///
-/// `execute` performs the action. When `ctx.dry_run` is set (a rehearsal) it is only
-/// called for mutating actions, and must perform their read-only half: read the live
-/// objects and report, as output lines, what the action would change, without changing
-/// anything. Read-only actions always run for real.
-pub trait Backend: Send + Sync {
-    fn name(&self) -> &'static str;
-    fn handles(&self, action: &Action) -> bool;
-    fn execute<'a>(&'a self, action: &'a Action, ctx: &'a ActionCtx<'a>) -> ActionFuture<'a>;
-}
-
-/// The backends of this build.
-#[derive(Default)]
-pub struct Backends {
-    list: Vec<Box<dyn Backend>>,
-}
-
-impl Backends {
-    pub fn new() -> Self {
-        Self::default()
+    #[test]
+    fn only_what_waiting_can_heal_is_retried() {
+        let retried = |e: ActionError| e.is_retryable();
+        for k in [
+            ErrorKind::Unreachable,
+            ErrorKind::Unavailable,
+            ErrorKind::Conflict,
+            ErrorKind::TimedOut,
+            ErrorKind::Failed,
+        ] {
+            assert!(retried(ActionError::of_kind(k, "x")), "{k:?}");
+        }
+        for k in [
+            ErrorKind::Unauthorised,
+            ErrorKind::Forbidden,
+            ErrorKind::NotFound,
+            ErrorKind::Invalid,
+        ] {
+            assert!(!retried(ActionError::of_kind(k, "x")), "{k:?}");
+        }
+        // The operator's decisions and questions only they can answer.
+        assert!(!retried(ActionError::Cancelled));
+        assert!(!retried(ActionError::SkippedByOperator));
+        assert!(!retried(ActionError::AbortedByOperator));
+        assert!(!retried(ActionError::NeedsOperator("x".into())));
+        assert!(!retried(ActionError::Unsupported { action: "x" }));
+        assert!(retried(ActionError::Timeout("1m".into())));
     }
 
-    pub fn register(&mut self, b: Box<dyn Backend>) {
-        self.list.push(b);
-    }
-
-    pub fn find(&self, action: &Action) -> Option<&dyn Backend> {
-        self.list
-            .iter()
-            .find(|b| b.handles(action))
-            .map(|b| b.as_ref())
+    #[test]
+    fn http_statuses_have_kinds() {
+        assert_eq!(ErrorKind::of_status(401), ErrorKind::Unauthorised);
+        assert_eq!(ErrorKind::of_status(403), ErrorKind::Forbidden);
+        assert_eq!(ErrorKind::of_status(404), ErrorKind::NotFound);
+        assert_eq!(ErrorKind::of_status(409), ErrorKind::Conflict);
+        assert_eq!(ErrorKind::of_status(422), ErrorKind::Invalid);
+        assert_eq!(ErrorKind::of_status(429), ErrorKind::Unavailable);
+        assert_eq!(ErrorKind::of_status(503), ErrorKind::Unavailable);
+        assert_eq!(ErrorKind::of_status(504), ErrorKind::TimedOut);
     }
 }

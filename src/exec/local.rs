@@ -27,9 +27,7 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
         let script = match &a.script {
             Some(s) => v.render(s, Sink::Command).map_err(render_err)?,
             None => {
-                return Err(ActionError::failed(
-                    "shell step has no argv or script",
-                ));
+                return Err(ActionError::failed("shell step has no argv or script"));
             }
         };
         let mut c = process::command("bash", &v.scrub_env);
@@ -81,9 +79,7 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
             Some(c) => Err(ActionError::failed(format!(
                 "the command failed with exit code {c}"
             ))),
-            None => Err(ActionError::failed(
-                "the command was killed by a signal",
-            )),
+            None => Err(ActionError::failed("the command was killed by a signal")),
         };
     }
     let how = Reading {

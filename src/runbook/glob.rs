@@ -41,10 +41,12 @@ enum Tok {
 }
 
 /// A parsed glob. Parsing never fails: a `[` without its `]` is a literal.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Glob {
     toks: Vec<Tok>,
     has_slash: bool,
+    /// Compiled on first use per `Slash` (a repository walk matches many paths).
+    compiled: [std::sync::OnceLock<Option<regex::Regex>>; 2],
 }
 
 impl Glob {
@@ -99,6 +101,7 @@ impl Glob {
         Glob {
             toks,
             has_slash: pattern.contains('/'),
+            compiled: Default::default(),
         }
     }
 
@@ -115,14 +118,23 @@ impl Glob {
 
     /// Whether an object key matches (`*` crosses `/`).
     pub fn matches_key(&self, key: &str) -> bool {
-        self.to_regex(Slash::Crosses)
-            .is_ok_and(|re| re.is_match(key))
+        self.cached(Slash::Crosses)
+            .is_some_and(|re| re.is_match(key))
     }
 
     /// Whether a `/`-separated relative path matches.
     pub fn matches_path(&self, rel: &str) -> bool {
-        self.to_regex(Slash::Separates)
-            .is_ok_and(|re| re.is_match(rel))
+        self.cached(Slash::Separates)
+            .is_some_and(|re| re.is_match(rel))
+    }
+
+    /// The regex for `slash`, compiled once; `None` if it does not compile (a glob that
+    /// then matches nothing; `to_regex` gives the reason).
+    fn cached(&self, slash: Slash) -> Option<&regex::Regex> {
+        let i = usize::from(slash == Slash::Separates);
+        self.compiled[i]
+            .get_or_init(|| self.to_regex(slash).ok())
+            .as_ref()
     }
 
     fn body(&self, slash: Slash, flavor: Flavor) -> String {

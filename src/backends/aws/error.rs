@@ -7,7 +7,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use super::Conn;
-use crate::exec::backend::ActionError;
+use crate::exec::backend::{ActionError, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {
@@ -107,7 +107,31 @@ impl From<AwsError> for ActionError {
     fn from(e: AwsError) -> Self {
         match e {
             AwsError::Cancelled => ActionError::Cancelled,
-            other => ActionError::failed(other.to_string()),
+            other => {
+                let kind = match &other {
+                    AwsError::NoRegion { .. }
+                    | AwsError::NoCredentials { .. }
+                    | AwsError::WrongRegion { .. }
+                    | AwsError::Invalid(_) => ErrorKind::Invalid,
+                    AwsError::AccessDenied { .. } => ErrorKind::Forbidden,
+                    AwsError::Expired { .. } | AwsError::BadCredentials { .. } => {
+                        ErrorKind::Unauthorised
+                    }
+                    AwsError::NoBucket { .. }
+                    | AwsError::NoObject { .. }
+                    | AwsError::NoKey { .. } => ErrorKind::NotFound,
+                    AwsError::Unreachable { .. } => ErrorKind::Unreachable,
+                    // States a step may change (a key re-enabled) and answers without a
+                    // status: the step's retry policy decides.
+                    AwsError::KeyState { .. }
+                    | AwsError::Api { .. }
+                    | AwsError::Expect(_)
+                    | AwsError::Verify(_)
+                    | AwsError::Io { .. }
+                    | AwsError::Cancelled => ErrorKind::Failed,
+                };
+                ActionError::of_kind(kind, other.to_string())
+            }
         }
     }
 }

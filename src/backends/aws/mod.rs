@@ -30,8 +30,11 @@ use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 
 use self::kms::Kms;
 use self::s3::S3;
-use crate::exec::backend::{ActionCtx, ActionError, ActionFuture, ActionResult, Backend};
-use crate::runbook::{Action, Sink, Text};
+use crate::exec::backend::{ActionCtx, ActionError, ActionResult};
+use crate::runbook::action::{
+    KmsCancelDeletion, KmsDescribe, KmsEnable, KmsVerify, S3Download, S3List, S3Newest, S3Upload,
+};
+use crate::runbook::{Sink, Text};
 use crate::secret::Secret;
 
 pub use self::download::Tuning;
@@ -188,57 +191,46 @@ impl AwsBackend {
         Ok((key, kms))
     }
 
-    async fn run(&self, action: &Action, ctx: &ActionCtx<'_>) -> Res<ActionResult> {
-        match action {
-            Action::S3List(a) => self.s3_list(a, ctx).await,
-            Action::S3Newest(a) => self.s3_newest(a, ctx).await,
-            Action::S3Download(a) => self.s3_download(a, ctx).await,
-            Action::S3Upload(a) => self.s3_upload(a, ctx).await,
-            Action::KmsDescribe(a) => self.kms_describe(a, ctx).await,
-            Action::KmsCancelDeletion(a) => self.kms_cancel_deletion(a, ctx).await,
-            Action::KmsEnable(a) => self.kms_enable(a, ctx).await,
-            Action::KmsVerify(a) => self.kms_verify(a, ctx).await,
-            other => Err(AwsError::Invalid(format!(
-                "the aws backend does not perform `{}`",
-                other.name()
-            ))),
+    pub async fn perform(
+        &self,
+        op: AwsOp<'_>,
+        ctx: &ActionCtx<'_>,
+    ) -> Result<ActionResult, ActionError> {
+        let work = async {
+            match op {
+                AwsOp::S3List(a) => self.s3_list(a, ctx).await,
+                AwsOp::S3Newest(a) => self.s3_newest(a, ctx).await,
+                AwsOp::S3Download(a) => self.s3_download(a, ctx).await,
+                AwsOp::S3Upload(a) => self.s3_upload(a, ctx).await,
+                AwsOp::KmsDescribe(a) => self.kms_describe(a, ctx).await,
+                AwsOp::KmsCancelDeletion(a) => self.kms_cancel_deletion(a, ctx).await,
+                AwsOp::KmsEnable(a) => self.kms_enable(a, ctx).await,
+                AwsOp::KmsVerify(a) => self.kms_verify(a, ctx).await,
+            }
+        };
+        if matches!(op, AwsOp::S3Upload(_)) {
+            // Handles Ctrl-C itself: a multipart upload is aborted (and the abort awaited)
+            // before the step ends, which dropping it here would prevent.
+            return work.await.map_err(ActionError::from);
+        }
+        tokio::select! {
+            r = work => r.map_err(ActionError::from),
+            _ = ctx.cancel.cancelled() => Err(ActionError::Cancelled),
         }
     }
 }
 
-impl Backend for AwsBackend {
-    fn name(&self) -> &'static str {
-        "aws"
-    }
-
-    fn handles(&self, action: &Action) -> bool {
-        matches!(
-            action,
-            Action::S3List(_)
-                | Action::S3Newest(_)
-                | Action::S3Download(_)
-                | Action::S3Upload(_)
-                | Action::KmsDescribe(_)
-                | Action::KmsCancelDeletion(_)
-                | Action::KmsEnable(_)
-                | Action::KmsVerify(_)
-        )
-    }
-
-    fn execute<'a>(&'a self, action: &'a Action, ctx: &'a ActionCtx<'a>) -> ActionFuture<'a> {
-        Box::pin(async move {
-            let work = self.run(action, ctx);
-            if matches!(action, Action::S3Upload(_)) {
-                // Handles Ctrl-C itself: a multipart upload is aborted (and the abort
-                // awaited) before the step ends, which dropping it here would prevent.
-                return work.await.map_err(ActionError::from);
-            }
-            tokio::select! {
-                r = work => r.map_err(ActionError::from),
-                _ = ctx.cancel.cancelled() => Err(ActionError::Cancelled),
-            }
-        })
-    }
+/// The actions this backend performs (routed here by `exec::engine::perform`).
+#[derive(Clone, Copy)]
+pub enum AwsOp<'a> {
+    S3List(&'a S3List),
+    S3Newest(&'a S3Newest),
+    S3Download(&'a S3Download),
+    S3Upload(&'a S3Upload),
+    KmsDescribe(&'a KmsDescribe),
+    KmsCancelDeletion(&'a KmsCancelDeletion),
+    KmsEnable(&'a KmsEnable),
+    KmsVerify(&'a KmsVerify),
 }
 
 // ---------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 //! rendering, checks, the rehearsal, single-PUT uploads) and what they share with
 //! `download` and `upload`: the client, listing, sizes and times for messages.
 
+use crate::runbook::glob::{Glob, Slash};
 use std::path::PathBuf;
 
 use aws_sdk_s3::config::http::HttpResponse;
@@ -89,47 +90,11 @@ impl S3 {
     }
 }
 
-/// A shell-style glob (`*`, `?`, `[abc]`, `[!abc]`, `\x`) as an anchored regex; `*` also
-/// matches `/`, as the printed `grep -E` equivalent does.
+/// The step's glob as an anchored regex; `*` also matches `/`, as the printed `grep -E`
+/// equivalent does (both come from `runbook::glob`).
 fn glob_regex(glob: &str) -> Res<regex::Regex> {
-    let mut re = String::from("^");
-    let mut chars = glob.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' => {
-                while chars.peek() == Some(&'*') {
-                    chars.next();
-                }
-                re.push_str(".*");
-            }
-            '?' => re.push('.'),
-            '\\' => {
-                if let Some(n) = chars.next() {
-                    re.push_str(&regex::escape(&n.to_string()));
-                }
-            }
-            '[' => {
-                let class: String = chars.clone().take_while(|&c| c != ']').collect();
-                if chars.clone().any(|c| c == ']') && !class.is_empty() {
-                    for _ in 0..=class.chars().count() {
-                        chars.next();
-                    }
-                    let class = match class.strip_prefix('!') {
-                        Some(rest) => format!("^{rest}"),
-                        None => class,
-                    };
-                    re.push('[');
-                    re.push_str(&class.replace('\\', "\\\\").replace('[', "\\["));
-                    re.push(']');
-                } else {
-                    re.push_str("\\[");
-                }
-            }
-            c => re.push_str(&regex::escape(&c.to_string())),
-        }
-    }
-    re.push('$');
-    regex::Regex::new(&re)
+    Glob::parse(glob)
+        .to_regex(Slash::Crosses)
         .map_err(|e| AwsError::Invalid(format!("the pattern `{glob}` is not a valid glob: {e}")))
 }
 

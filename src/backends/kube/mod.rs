@@ -17,11 +17,14 @@ mod workload;
 
 use std::sync::Mutex;
 
-use crate::exec::backend::{
-    ActionCtx, ActionError, ActionFuture, ActionResult, Backend, ErrorKind,
-};
+use crate::exec::backend::{ActionCtx, ActionError, ActionResult, ErrorKind};
+use crate::runbook::Text;
 use crate::runbook::action::Sink;
-use crate::runbook::{Action, Text};
+use crate::runbook::action::{
+    ArgocdApps, ArgocdRefresh, ArgocdWait, EsoWait, KubeApply, KubeDelete, KubeGet, KubeLogs,
+    KubeNamespace, KubePatch, KubePortForward, KubeRolloutRestart, KubeRolloutStatus, KubeSecret,
+    KubeWait, LonghornBackups, LonghornRestore, VeleroBackups, VeleroRestore,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
@@ -116,64 +119,60 @@ impl KubeBackend {
     }
 }
 
-impl Backend for KubeBackend {
-    fn name(&self) -> &'static str {
-        "kube"
-    }
-
-    fn handles(&self, action: &Action) -> bool {
-        matches!(
-            action,
-            Action::KubeApply(_)
-                | Action::KubeNamespace(_)
-                | Action::KubeSecret(_)
-                | Action::KubeDelete(_)
-                | Action::KubeGet(_)
-                | Action::KubeWait(_)
-                | Action::KubeRolloutRestart(_)
-                | Action::KubeRolloutStatus(_)
-                | Action::KubePatch(_)
-                | Action::KubeLogs(_)
-                | Action::KubePortForward(_)
-                | Action::VeleroBackups(_)
-                | Action::VeleroRestore(_)
-                | Action::ArgocdApps(_)
-                | Action::ArgocdWait(_)
-                | Action::ArgocdRefresh(_)
-                | Action::EsoWait(_)
-                | Action::LonghornBackups(_)
-                | Action::LonghornRestore(_)
-        )
-    }
-
-    fn execute<'a>(&'a self, action: &'a Action, ctx: &'a ActionCtx<'a>) -> ActionFuture<'a> {
-        Box::pin(async move {
-            // Every wait and request ends at the operator's Ctrl-C.
-            tokio::select! {
-                r = self.run(action, ctx) => r.map_err(ActionError::from),
-                _ = ctx.cancel.cancelled() => Err(ActionError::Cancelled),
-            }
-        })
-    }
+/// The actions this backend performs: the dispatch in `exec::engine::perform` routes
+/// each `Action` variant here, and this enum's match below is exhaustive, so a new kube
+/// action does not compile until both places handle it.
+pub enum KubeOp<'a> {
+    Apply(&'a KubeApply),
+    Namespace(&'a KubeNamespace),
+    Secret(&'a KubeSecret),
+    Delete(&'a KubeDelete),
+    Get(&'a KubeGet),
+    Wait(&'a KubeWait),
+    RolloutRestart(&'a KubeRolloutRestart),
+    RolloutStatus(&'a KubeRolloutStatus),
+    Patch(&'a KubePatch),
+    Logs(&'a KubeLogs),
+    PortForward(&'a KubePortForward),
+    VeleroBackups(&'a VeleroBackups),
+    VeleroRestore(&'a VeleroRestore),
+    ArgocdApps(&'a ArgocdApps),
+    ArgocdWait(&'a ArgocdWait),
+    ArgocdRefresh(&'a ArgocdRefresh),
+    EsoWait(&'a EsoWait),
+    LonghornBackups(&'a LonghornBackups),
+    LonghornRestore(&'a LonghornRestore),
 }
 
 impl KubeBackend {
-    async fn run(&self, action: &Action, ctx: &ActionCtx<'_>) -> Result<ActionResult> {
+    pub async fn perform(
+        &self,
+        op: KubeOp<'_>,
+        ctx: &ActionCtx<'_>,
+    ) -> std::result::Result<ActionResult, ActionError> {
+        // Every wait and request ends at the operator's Ctrl-C.
+        tokio::select! {
+            r = self.run(op, ctx) => r.map_err(ActionError::from),
+            _ = ctx.cancel.cancelled() => Err(ActionError::Cancelled),
+        }
+    }
+
+    async fn run(&self, op: KubeOp<'_>, ctx: &ActionCtx<'_>) -> Result<ActionResult> {
         let mut out = Out::new(ctx);
         // Read at each action: a kubeconfig written by an earlier step is picked up.
         let conn = conn::connect(&ctx.values.kube).await?;
-        let value = match action {
-            Action::KubeGet(a) => core::get(&conn, a, &mut out).await?,
-            Action::KubeWait(a) => core::wait(&conn, a, &mut out).await?,
-            Action::KubeNamespace(a) => core::namespace(&conn, a, &mut out).await?,
-            Action::KubeSecret(a) => core::secret(&conn, a, &mut out).await?,
-            Action::KubeDelete(a) => core::delete(&conn, a, &mut out).await?,
-            Action::KubeApply(a) => core::apply(&conn, a, &mut out).await?,
-            Action::KubePatch(a) => core::patch(&conn, a, &mut out).await?,
-            Action::KubeRolloutRestart(a) => workload::rollout_restart(&conn, a, &mut out).await?,
-            Action::KubeRolloutStatus(a) => workload::rollout_status(&conn, a, &mut out).await?,
-            Action::KubeLogs(a) => workload::logs(&conn, a, &mut out).await?,
-            Action::KubePortForward(a) => {
+        let value = match op {
+            KubeOp::Get(a) => core::get(&conn, a, &mut out).await?,
+            KubeOp::Wait(a) => core::wait(&conn, a, &mut out).await?,
+            KubeOp::Namespace(a) => core::namespace(&conn, a, &mut out).await?,
+            KubeOp::Secret(a) => core::secret(&conn, a, &mut out).await?,
+            KubeOp::Delete(a) => core::delete(&conn, a, &mut out).await?,
+            KubeOp::Apply(a) => core::apply(&conn, a, &mut out).await?,
+            KubeOp::Patch(a) => core::patch(&conn, a, &mut out).await?,
+            KubeOp::RolloutRestart(a) => workload::rollout_restart(&conn, a, &mut out).await?,
+            KubeOp::RolloutStatus(a) => workload::rollout_status(&conn, a, &mut out).await?,
+            KubeOp::Logs(a) => workload::logs(&conn, a, &mut out).await?,
+            KubeOp::PortForward(a) => {
                 let (value, fwd) = workload::port_forward(&conn, a, &mut out).await?;
                 if let Some(f) = fwd {
                     self.forwards
@@ -183,20 +182,14 @@ impl KubeBackend {
                 }
                 value
             }
-            Action::VeleroBackups(a) => addons::velero_backups(&conn, a, &mut out).await?,
-            Action::VeleroRestore(a) => addons::velero_restore(&conn, a, &mut out).await?,
-            Action::ArgocdApps(a) => addons::argocd_apps(&conn, a, &mut out).await?,
-            Action::ArgocdWait(a) => addons::argocd_wait(&conn, a, &mut out).await?,
-            Action::ArgocdRefresh(a) => addons::argocd_refresh(&conn, a, &mut out).await?,
-            Action::EsoWait(a) => addons::eso_wait(&conn, a, &mut out).await?,
-            Action::LonghornBackups(a) => addons::longhorn_backups(&conn, a, &mut out).await?,
-            Action::LonghornRestore(a) => addons::longhorn_restore(&conn, a, &mut out).await?,
-            other => {
-                return Err(KubeError::Invalid(format!(
-                    "the kube backend does not perform `{}`",
-                    other.name()
-                )));
-            }
+            KubeOp::VeleroBackups(a) => addons::velero_backups(&conn, a, &mut out).await?,
+            KubeOp::VeleroRestore(a) => addons::velero_restore(&conn, a, &mut out).await?,
+            KubeOp::ArgocdApps(a) => addons::argocd_apps(&conn, a, &mut out).await?,
+            KubeOp::ArgocdWait(a) => addons::argocd_wait(&conn, a, &mut out).await?,
+            KubeOp::ArgocdRefresh(a) => addons::argocd_refresh(&conn, a, &mut out).await?,
+            KubeOp::EsoWait(a) => addons::eso_wait(&conn, a, &mut out).await?,
+            KubeOp::LonghornBackups(a) => addons::longhorn_backups(&conn, a, &mut out).await?,
+            KubeOp::LonghornRestore(a) => addons::longhorn_restore(&conn, a, &mut out).await?,
         };
         Ok(ActionResult {
             value,

@@ -26,9 +26,9 @@ mod run;
 
 use std::path::PathBuf;
 
-use crate::exec::backend::{ActionCtx, ActionError, ActionFuture, ActionResult, Backend};
-use crate::runbook::Action;
+use crate::exec::backend::{ActionCtx, ActionError, ActionResult, ErrorKind};
 use crate::runbook::action::Sink;
+use crate::runbook::action::{SshCopy, SshRun};
 
 use self::conn::Conn;
 
@@ -67,7 +67,19 @@ impl From<SshError> for ActionError {
     fn from(e: SshError) -> Self {
         match e {
             SshError::Cancelled => ActionError::Cancelled,
-            other => ActionError::failed(other.to_string()),
+            other => {
+                let kind = match &other {
+                    SshError::Invalid(_) | SshError::NoClient(_) => ErrorKind::Invalid,
+                    SshError::Connect(_) => ErrorKind::Unreachable,
+                    // A changed host key or refused key: never tried again unattended.
+                    SshError::HostKey(_) | SshError::Auth(_) => ErrorKind::Unauthorised,
+                    SshError::Sudo(_) => ErrorKind::Forbidden,
+                    SshError::Command(_) | SshError::Copy(_) | SshError::Cancelled => {
+                        ErrorKind::Failed
+                    }
+                };
+                ActionError::of_kind(kind, other.to_string())
+            }
         }
     }
 }
@@ -103,25 +115,22 @@ impl SshBackend {
     }
 }
 
-impl Backend for SshBackend {
-    fn name(&self) -> &'static str {
-        "ssh"
-    }
+/// The actions this backend performs (routed here by `exec::engine::perform`).
+pub enum SshOp<'a> {
+    Run(&'a SshRun),
+    Copy(&'a SshCopy),
+}
 
-    fn handles(&self, action: &Action) -> bool {
-        matches!(action, Action::SshRun(_) | Action::SshCopy(_))
-    }
-
-    fn execute<'a>(&'a self, action: &'a Action, ctx: &'a ActionCtx<'a>) -> ActionFuture<'a> {
-        Box::pin(async move {
-            match action {
-                Action::SshRun(a) => run::ssh_run(&self.opts, a, ctx).await.map_err(Into::into),
-                Action::SshCopy(a) => copy::ssh_copy(&self.opts, a, ctx).await.map_err(Into::into),
-                other => Err(ActionError::Unsupported {
-                    action: other.name(),
-                }),
-            }
-        })
+impl SshBackend {
+    pub async fn perform(
+        &self,
+        op: SshOp<'_>,
+        ctx: &ActionCtx<'_>,
+    ) -> Result<ActionResult, ActionError> {
+        match op {
+            SshOp::Run(a) => run::ssh_run(&self.opts, a, ctx).await.map_err(Into::into),
+            SshOp::Copy(a) => copy::ssh_copy(&self.opts, a, ctx).await.map_err(Into::into),
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 //! `apps/x/.env.example` -> `apps/x`), unless a comment line `# vault-path: some/path`
 //! names it.
 
+use crate::runbook::glob::Glob;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -28,51 +29,13 @@ pub struct ExampleSecret {
     pub files: Vec<String>,
 }
 
-/// Whether `name` (one path segment) matches `pat` (`*` and `?` wildcards).
-fn seg_match(pat: &[char], name: &[char]) -> bool {
-    match (pat.first(), name.first()) {
-        (None, None) => true,
-        (Some('*'), _) => {
-            seg_match(&pat[1..], name) || (!name.is_empty() && seg_match(pat, &name[1..]))
-        }
-        (Some('?'), Some(_)) => seg_match(&pat[1..], &name[1..]),
-        (Some(p), Some(n)) if p == n => seg_match(&pat[1..], &name[1..]),
-        _ => false,
-    }
-}
-
-fn glob_segments(pat: &[&str], path: &[&str]) -> bool {
-    match pat.first() {
-        None => path.is_empty(),
-        Some(&"**") => (0..=path.len()).any(|i| glob_segments(&pat[1..], &path[i..])),
-        Some(p) => {
-            !path.is_empty()
-                && seg_match(
-                    &p.chars().collect::<Vec<_>>(),
-                    &path[0].chars().collect::<Vec<_>>(),
-                )
-                && glob_segments(&pat[1..], &path[1..])
-        }
-    }
-}
-
 /// Glob over a `/`-separated relative path; a pattern without `/` matches the file name at
-/// any depth (as in .gitignore).
+/// any depth (as in .gitignore). The runbook language's one glob (`runbook::glob`).
 pub fn glob_match(pattern: &str, rel: &str) -> bool {
-    let path: Vec<&str> = rel.split('/').collect();
-    if !pattern.contains('/') {
-        return path.last().is_some_and(|n| {
-            seg_match(
-                &pattern.chars().collect::<Vec<_>>(),
-                &n.chars().collect::<Vec<_>>(),
-            )
-        });
-    }
-    let pat: Vec<&str> = pattern.trim_start_matches("./").split('/').collect();
-    glob_segments(&pat, &path)
+    Glob::parse(pattern).matches_path(rel)
 }
 
-fn walk(root: &Path, dir: &Path, pattern: &str, found: &mut Vec<String>) -> std::io::Result<()> {
+fn walk(root: &Path, dir: &Path, glob: &Glob, found: &mut Vec<String>) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(Result::ok).collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
@@ -81,13 +44,13 @@ fn walk(root: &Path, dir: &Path, pattern: &str, found: &mut Vec<String>) -> std:
         let p = e.path();
         if ft.is_dir() {
             if name != ".git" {
-                walk(root, &p, pattern, found)?;
+                walk(root, &p, glob, found)?;
             }
         } else if ft.is_file()
             && let Ok(rel) = p.strip_prefix(root)
         {
             let rel = rel.to_string_lossy().replace('\\', "/");
-            if glob_match(pattern, &rel) {
+            if glob.matches_path(&rel) {
                 found.push(rel);
             }
         }
@@ -212,7 +175,7 @@ pub fn example_secrets(repo: &Path, pattern: &str) -> Result<Vec<ExampleSecret>,
         ));
     }
     let mut files = Vec::new();
-    walk(repo, repo, pattern, &mut files)
+    walk(repo, repo, &Glob::parse(pattern), &mut files)
         .map_err(|e| format!("cannot read {}: {e}", repo.display()))?;
     if files.is_empty() {
         return Err(format!(

@@ -25,9 +25,13 @@ mod unseal;
 
 use serde_json::Value;
 
-use crate::exec::backend::{ActionCtx, ActionError, ActionFuture, ActionResult, Backend};
+use crate::exec::backend::{ActionCtx, ActionError, ActionResult, ErrorKind};
 use crate::exec::prompt::PromptError;
-use crate::runbook::{Action, Sink, Text};
+use crate::runbook::action::{
+    VaultInit, VaultKvGet, VaultKvPopulate, VaultKvPut, VaultRekey, VaultRekeyVerify, VaultStatus,
+    VaultUnseal, VaultWaitUnsealed,
+};
+use crate::runbook::{Sink, Text};
 
 use conn::Defaults;
 
@@ -117,7 +121,33 @@ impl From<VaultError> for ActionError {
                 ActionError::NeedsOperator(r)
             }
             VaultError::Timeout(t) => ActionError::Timeout(t),
-            other => ActionError::failed(other.to_string()),
+            other => {
+                let kind = match &other {
+                    VaultError::NoAddress
+                    | VaultError::BadAddress { .. }
+                    | VaultError::NoToken { .. }
+                    | VaultError::Invalid(_)
+                    | VaultError::Template(_) => ErrorKind::Invalid,
+                    VaultError::Unreachable { .. } => ErrorKind::Unreachable,
+                    VaultError::BadToken { .. } => ErrorKind::Unauthorised,
+                    VaultError::PermissionDenied { .. } => ErrorKind::Forbidden,
+                    VaultError::NoMount { .. }
+                    | VaultError::NoSecret { .. }
+                    | VaultError::MissingKeys { .. } => ErrorKind::NotFound,
+                    VaultError::Api { status, .. } => ErrorKind::of_status(*status),
+                    // States another process may change (an auto-unseal, a leader
+                    // election): the step's retry policy decides.
+                    VaultError::Sealed { .. }
+                    | VaultError::NotInitialized { .. }
+                    | VaultError::Expect { .. }
+                    | VaultError::Io { .. }
+                    | VaultError::Operator(_)
+                    | VaultError::NeedsOperator(_)
+                    | VaultError::Timeout(_)
+                    | VaultError::Cancelled => ErrorKind::Failed,
+                };
+                ActionError::of_kind(kind, other.to_string())
+            }
         }
     }
 }
@@ -158,48 +188,37 @@ impl VaultBackend {
         }
     }
 
-    async fn run(&self, action: &Action, ctx: &ActionCtx<'_>) -> Res<ActionResult> {
-        match action {
-            Action::VaultStatus(a) => self.status(a, ctx).await,
-            Action::VaultWaitUnsealed(a) => self.wait_unsealed(a, ctx).await,
-            Action::VaultUnseal(a) => self.unseal(a, ctx).await,
-            Action::VaultInit(a) => self.init(a, ctx).await,
-            Action::VaultKvPut(a) => self.kv_put(a, ctx).await,
-            Action::VaultKvGet(a) => self.kv_get(a, ctx).await,
-            Action::VaultKvPopulate(a) => self.kv_populate(a, ctx).await,
-            Action::VaultRekey(a) => self.rekey(a, ctx).await,
-            Action::VaultRekeyVerify(a) => self.rekey_verify(a, ctx).await,
-            other => Err(VaultError::Invalid(format!(
-                "the vault backend does not perform `{}`",
-                other.name()
-            ))),
-        }
+    pub async fn perform(
+        &self,
+        op: VaultOp<'_>,
+        ctx: &ActionCtx<'_>,
+    ) -> Result<ActionResult, ActionError> {
+        let res = match op {
+            VaultOp::Status(a) => self.status(a, ctx).await,
+            VaultOp::WaitUnsealed(a) => self.wait_unsealed(a, ctx).await,
+            VaultOp::Unseal(a) => self.unseal(a, ctx).await,
+            VaultOp::Init(a) => self.init(a, ctx).await,
+            VaultOp::KvPut(a) => self.kv_put(a, ctx).await,
+            VaultOp::KvGet(a) => self.kv_get(a, ctx).await,
+            VaultOp::KvPopulate(a) => self.kv_populate(a, ctx).await,
+            VaultOp::Rekey(a) => self.rekey(a, ctx).await,
+            VaultOp::RekeyVerify(a) => self.rekey_verify(a, ctx).await,
+        };
+        res.map_err(ActionError::from)
     }
 }
 
-impl Backend for VaultBackend {
-    fn name(&self) -> &'static str {
-        "vault"
-    }
-
-    fn handles(&self, action: &Action) -> bool {
-        matches!(
-            action,
-            Action::VaultStatus(_)
-                | Action::VaultWaitUnsealed(_)
-                | Action::VaultUnseal(_)
-                | Action::VaultInit(_)
-                | Action::VaultKvPut(_)
-                | Action::VaultKvGet(_)
-                | Action::VaultKvPopulate(_)
-                | Action::VaultRekey(_)
-                | Action::VaultRekeyVerify(_)
-        )
-    }
-
-    fn execute<'a>(&'a self, action: &'a Action, ctx: &'a ActionCtx<'a>) -> ActionFuture<'a> {
-        Box::pin(async move { self.run(action, ctx).await.map_err(ActionError::from) })
-    }
+/// The actions this backend performs (routed here by `exec::engine::perform`).
+pub enum VaultOp<'a> {
+    Status(&'a VaultStatus),
+    WaitUnsealed(&'a VaultWaitUnsealed),
+    Unseal(&'a VaultUnseal),
+    Init(&'a VaultInit),
+    KvPut(&'a VaultKvPut),
+    KvGet(&'a VaultKvGet),
+    KvPopulate(&'a VaultKvPopulate),
+    Rekey(&'a VaultRekey),
+    RekeyVerify(&'a VaultRekeyVerify),
 }
 
 // ---------------------------------------------------------------------------------------
