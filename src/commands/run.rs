@@ -9,7 +9,7 @@ use chrono::Utc;
 use crate::cli::{OutputFormat, RunArgs};
 use crate::exec::backend::{Cancel, EventBus};
 use crate::exec::context::{RunInfo, Values};
-use crate::exec::engine::{self, Engine, Options};
+use crate::exec::engine::{self, Engine, Options, Setup};
 use crate::exec::events::RunEvent;
 use crate::exec::inputs::{self, Sources};
 use crate::exec::journal::{
@@ -733,12 +733,12 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
                 }
             }
         });
-        let engine = Engine {
+        let engine = Engine::new(Setup {
             plan: &plan,
             journal: j,
             store: &store,
             values,
-            prompter: std::sync::Mutex::new(prompter),
+            prompter,
             interactive,
             bus,
             backends: &backends,
@@ -746,12 +746,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             cancel: Cancel::new(rx),
             resumed,
             report_hint,
-            announced: BTreeSet::new(),
-            dirty: false,
-            rehearsed_mutation: false,
-            last_save: std::time::Instant::now(),
-            done_before_resume: 0,
-        };
+        });
         engine.run().await
     })?;
     let code = match final_journal.state {

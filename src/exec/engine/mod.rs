@@ -5,23 +5,25 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use minijinja::Value;
 
-use super::backend::{ActionCtx, ActionError, ActionResult, Cancel, ErrorKind, EventBus};
+use super::backend::{ActionCtx, ActionError, ActionResult, Cancel, EventBus};
 use super::context::Values;
 use super::events::{RunEvent, StepOutcome};
 use super::journal::{Journal, JournalError, JournalStore, Mode, RunState, StepState};
-use super::local;
 use super::prompt::{
-    InterruptedDecision, ManualDecision, Operator, PromptError, PromptOperator, Prompter,
-    StepDecision, StepView,
+    InterruptedDecision, Operator, PromptError, PromptOperator, Prompter, StepView,
 };
 use crate::backends::Backends;
+
+mod dispatch;
+mod interactive;
+mod step;
+
 use crate::plan::{Plan, Resolver, equivalent};
 use crate::runbook::Dur;
 use crate::runbook::action::{Action, ActionSpec, Sink};
-use crate::runbook::model::{ActionBlock, Confirm, Step};
-use crate::secret::MIN_SECRET_LEN;
+use crate::runbook::model::{ActionBlock, Step};
+pub use dispatch::perform;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -77,12 +79,13 @@ enum Flow {
     Stop(RunState),
 }
 
-pub struct Engine<'a> {
+/// What a run is made of, given by the command that starts or resumes it.
+pub struct Setup<'a> {
     pub plan: &'a Plan<'a>,
     pub journal: Journal,
     pub store: &'a dyn JournalStore,
     pub values: Values,
-    pub prompter: std::sync::Mutex<Box<dyn Prompter>>,
+    pub prompter: Box<dyn Prompter>,
     /// Whether a person answers the prompter.
     pub interactive: bool,
     pub bus: EventBus,
@@ -92,15 +95,55 @@ pub struct Engine<'a> {
     pub resumed: bool,
     /// How the report of this run is shown (`drctl report RUN_ID`).
     pub report_hint: String,
+}
+
+/// A run in progress. Built with `Engine::new`; its state is its own.
+pub struct Engine<'a> {
+    plan: &'a Plan<'a>,
+    journal: Journal,
+    store: &'a dyn JournalStore,
+    values: Values,
+    prompter: std::sync::Mutex<Box<dyn Prompter>>,
+    interactive: bool,
+    bus: EventBus,
+    backends: &'a Backends,
+    opts: Options,
+    cancel: Cancel,
+    resumed: bool,
+    report_hint: String,
     /// Steps whose `StepStarted` was emitted.
-    pub announced: BTreeSet<String>,
+    announced: BTreeSet<String>,
     /// Read-only results not yet written (see `mark`).
-    pub dirty: bool,
+    dirty: bool,
     /// A rehearsal showed a mutation without performing it (see `problem`).
-    pub rehearsed_mutation: bool,
-    pub last_save: Instant,
+    rehearsed_mutation: bool,
+    last_save: Instant,
     /// Steps an earlier process of this run had done (set when `run` starts).
-    pub done_before_resume: usize,
+    done_before_resume: usize,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(s: Setup<'a>) -> Self {
+        Engine {
+            plan: s.plan,
+            journal: s.journal,
+            store: s.store,
+            values: s.values,
+            prompter: std::sync::Mutex::new(s.prompter),
+            interactive: s.interactive,
+            bus: s.bus,
+            backends: s.backends,
+            opts: s.opts,
+            cancel: s.cancel,
+            resumed: s.resumed,
+            report_hint: s.report_hint,
+            announced: BTreeSet::new(),
+            dirty: false,
+            rehearsed_mutation: false,
+            last_save: Instant::now(),
+            done_before_resume: 0,
+        }
+    }
 }
 
 /// The bound of a prerequisite's check (prerequisites have no timeout of their own).
@@ -585,325 +628,6 @@ impl Engine<'_> {
         lines
     }
 
-    async fn step(
-        &mut self,
-        step: &Step,
-        index: usize,
-        total: usize,
-        cleanup: bool,
-    ) -> Result<Flow, EngineError> {
-        let id = step.id.value.clone();
-        let started = Instant::now();
-        let dry = self.opts.dry_run;
-        let mut decided_by: Option<String> = None;
-
-        match self.state_of(&id) {
-            // Done by an earlier drctl process, but what it opened died with that process:
-            // open it again so the steps after it reach something.
-            StepState::Succeeded if step.action.process_bound() => {
-                self.bus.emit(RunEvent::Notice {
-                    message: format!(
-                        "step `{id}` opened something that ended with the earlier drctl process; opening it again"
-                    ),
-                });
-            }
-            StepState::Succeeded | StepState::Skipped => return Ok(Flow::Next),
-            StepState::Pending | StepState::Failed => {}
-            StepState::Running => {
-                // drctl stopped while this step ran: it may be done, half done or not. A
-                // read changed nothing (and its result may simply not have been written
-                // yet, see LAZY_FLUSH): run it again like an idempotent step.
-                if step.idempotent || !step.action.mutates() {
-                    self.bus.emit(RunEvent::Notice {
-                        message: format!(
-                            "step `{id}` was interrupted; it is {}, running it again",
-                            if step.idempotent {
-                                "idempotent"
-                            } else {
-                                "read-only"
-                            }
-                        ),
-                    });
-                } else {
-                    if let Some(check) = &step.check
-                        && !dry
-                        && self.check(step, check).await.is_ok()
-                    {
-                        return self.already_done(
-                            &id,
-                            "interrupted, but its check shows it done",
-                            started,
-                        );
-                    }
-                    let rendered = self.rendered(&step.action);
-                    let details = self.details(step, &rendered);
-                    let view = StepView {
-                        id: &id,
-                        title: &step.title,
-                        action: step.action.name(),
-                        details: &details,
-                    };
-                    let choice = match self.opts.resolve.get(&id) {
-                        Some(d) => Ok(*d),
-                        None => {
-                            self.flush()?;
-                            self.prompt(|p| p.interrupted(&view))
-                        }
-                    };
-                    match choice {
-                        Ok(InterruptedDecision::Rerun) => {
-                            decided_by = Some("operator: re-run after interruption".into());
-                        }
-                        Ok(InterruptedDecision::MarkDone) => {
-                            self.mark(
-                                &id,
-                                StepState::Succeeded,
-                                Some(
-                                    "interrupted; marked done by the operator after checking"
-                                        .into(),
-                                ),
-                                Some("operator"),
-                            )?;
-                            self.finished(&id, StepOutcome::Succeeded, started.elapsed());
-                            return Ok(Flow::Next);
-                        }
-                        Ok(InterruptedDecision::Skip) => {
-                            return self.skip(&id, "interrupted; skipped by the operator", started);
-                        }
-                        Ok(InterruptedDecision::Abort) | Err(PromptError::Aborted) => {
-                            return Ok(Flow::Stop(RunState::Aborted));
-                        }
-                        Err(PromptError::NoOperator(reason)) => {
-                            // Still `running` in the journal: it stays interrupted until
-                            // the operator says what happened.
-                            return self.needs_operator_with(
-                                &id,
-                                reason,
-                                started,
-                                StepState::Running,
-                            );
-                        }
-                        Err(PromptError::Io(e)) => {
-                            return self.fail(
-                                &id,
-                                format!("cannot ask the operator: {e}"),
-                                started,
-                                cleanup,
-                            );
-                        }
-                    }
-                }
-            }
-        }
-
-        // `when`: skip the step when its condition is false.
-        if let Some(w) = &step.when {
-            match self.values.eval(w, None) {
-                Ok(v) if !v.is_true() => {
-                    return self.skip(&id, &format!("condition `{}` is false", w.value), started);
-                }
-                Ok(_) => {}
-                Err(e) => return self.fail(&id, e.to_string(), started, cleanup),
-            }
-        }
-
-        let rendered = self.rendered(&step.action);
-        if let Some(rec) = self.journal.step_mut(&id) {
-            let red = self.bus.redactor().clone();
-            rec.rendered = rendered.iter().map(|l| red.redact(l)).collect();
-        }
-
-        // "Already done?": a passing check makes the action unnecessary.
-        if let Some(check) = &step.check
-            && step.action.mutates()
-            && self.check(step, check).await.is_ok()
-        {
-            return self.already_done(&id, "already done (its check passed)", started);
-        }
-
-        let details = self.details(step, &rendered);
-        let view = StepView {
-            id: &id,
-            title: &step.title,
-            action: step.action.name(),
-            details: &details,
-        };
-
-        let interactive_action = matches!(
-            step.action,
-            Action::Manual(_) | Action::Input(_) | Action::Choose(_)
-        );
-        // Show the step (what, why, what it touches) before anything is asked or done.
-        let ev = self.started_event(step, index, total, &rendered, cleanup);
-        self.bus.emit(ev);
-
-        // A rehearsal shows a mutation instead of performing it.
-        if dry && step.action.mutates() {
-            // A backend shows what would change against the live system (its read-only
-            // half: ctx.dry_run is set); local commands and manual work are only shown.
-            if performed_by_backend(&step.action) {
-                match self.once(step).await {
-                    Ok(res) => {
-                        let red = self.bus.redactor().clone();
-                        if let Some(rec) = self.journal.step_mut(&id) {
-                            let keep = res.lines.len().saturating_sub(local::EXCERPT_LINES);
-                            rec.output_excerpt =
-                                res.lines[keep..].iter().map(|l| red.redact(l)).collect();
-                        }
-                    }
-                    Err(ActionError::Cancelled) => return Ok(Flow::Stop(RunState::Aborted)),
-                    Err(e) => self.problem(Some(&id), e.to_string()),
-                }
-            }
-            for o in &step.outputs {
-                let placeholder = format!(
-                    "<{} from step {id}: not captured in a rehearsal>",
-                    o.name.value
-                );
-                self.values
-                    .outputs
-                    .insert(o.name.value.clone(), Value::from(placeholder));
-            }
-            if let Some(rec) = self.journal.step_mut(&id) {
-                rec.rehearsed = true;
-            }
-            self.rehearsed_mutation = true;
-            self.mark(
-                &id,
-                StepState::Skipped,
-                Some("rehearsal: would run".into()),
-                Some("--dry-run"),
-            )?;
-            self.finished(&id, StepOutcome::WouldRun, started.elapsed());
-            return Ok(Flow::Next);
-        }
-
-        // Confirmation before a mutation (or when the runbook asks for one).
-        let wants_confirm = !interactive_action
-            && !dry
-            && match step.confirm {
-                Confirm::Always => true,
-                Confirm::Never => false,
-                Confirm::Auto => step.action.mutates(),
-            };
-        if wants_confirm {
-            if self.opts.confirmed.contains(&id) {
-                decided_by = Some(format!("--confirm {id}"));
-            } else if self.opts.yes {
-                if step.confirm == Confirm::Always {
-                    return self.needs_operator(
-                        &id,
-                        format!("step `{id}` asks for a confirmation even with --yes; check it, then resume with `--confirm {id}`"),
-                        started,
-                    );
-                }
-                decided_by.get_or_insert_with(|| "--yes".into());
-            } else {
-                self.flush()?;
-                match self.prompt(|p| p.confirm_step(&view)) {
-                    Ok(StepDecision::Run) => {
-                        decided_by.get_or_insert_with(|| "operator".into());
-                    }
-                    Ok(StepDecision::Skip) => {
-                        return self.skip(&id, "skipped by the operator", started);
-                    }
-                    Ok(StepDecision::Abort) | Err(PromptError::Aborted) => {
-                        return Ok(Flow::Stop(RunState::Aborted));
-                    }
-                    Err(PromptError::NoOperator(r)) => return self.needs_operator(&id, r, started),
-                    Err(PromptError::Io(e)) => {
-                        return self.fail(
-                            &id,
-                            format!("cannot ask the operator: {e}"),
-                            started,
-                            cleanup,
-                        );
-                    }
-                }
-            }
-        }
-
-        self.mark(&id, StepState::Running, None, decided_by.as_deref())?;
-        // The step's duration counts from here, not from the question before it.
-        let started = Instant::now();
-        self.bus.emit(RunEvent::StepRunning {
-            id: id.clone(),
-            timeout_secs: step.timeout.map(|t| t.value.as_secs()),
-            interactive: step.action.interactive(),
-        });
-
-        let result = self.attempts(step, &view).await;
-        match result {
-            Ok(res) => {
-                // "Did it work?"
-                if let Some(check) = &step.check
-                    && !dry
-                    && let Err(e) = self.check(step, check).await
-                {
-                    return self.fail(
-                        &id,
-                        format!("the action finished but its check did not pass: {e}"),
-                        started,
-                        cleanup,
-                    );
-                }
-                if let Err(e) = self.capture(step, &res) {
-                    return self.fail(&id, e, started, cleanup);
-                }
-                let red = self.bus.redactor().clone();
-                let quiet = step.outputs.iter().any(|o| o.secret);
-                if let Some(rec) = self.journal.step_mut(&id)
-                    && !quiet
-                {
-                    let keep = res.lines.len().saturating_sub(local::EXCERPT_LINES);
-                    rec.output_excerpt = res.lines[keep..].iter().map(|l| red.redact(l)).collect();
-                }
-                let by = match &step.action {
-                    Action::Manual(_) => Some(if self.opts.confirmed.contains(&id) {
-                        format!("--confirm {id}")
-                    } else {
-                        "operator".to_owned()
-                    }),
-                    _ => None,
-                };
-                self.mark(&id, StepState::Succeeded, None, by.as_deref())?;
-                self.finished(&id, StepOutcome::Succeeded, started.elapsed());
-                Ok(Flow::Next)
-            }
-            Err(ActionError::Cancelled) => {
-                self.mark(
-                    &id,
-                    StepState::Failed,
-                    Some("interrupted by the operator (Ctrl-C)".into()),
-                    None,
-                )?;
-                self.finished(
-                    &id,
-                    StepOutcome::Failed {
-                        error: "interrupted (Ctrl-C)".into(),
-                        fallback: None,
-                    },
-                    started.elapsed(),
-                );
-                Ok(Flow::Stop(RunState::Aborted))
-            }
-            Err(ActionError::NeedsOperator(reason)) => self.needs_operator(&id, reason, started),
-            Err(ActionError::SkippedByOperator) => {
-                self.skip(&id, "skipped by the operator", started)
-            }
-            Err(ActionError::AbortedByOperator) => {
-                self.mark(
-                    &id,
-                    StepState::Pending,
-                    Some("aborted by the operator".into()),
-                    None,
-                )?;
-                Ok(Flow::Stop(RunState::Aborted))
-            }
-            Err(e) => self.fail(&id, e.to_string(), started, cleanup),
-        }
-    }
-
     fn started_event(
         &mut self,
         step: &Step,
@@ -1102,140 +826,10 @@ impl Engine<'_> {
         step: &Step,
         view: &StepView<'_>,
     ) -> Result<ActionResult, ActionError> {
-        let id = step.id.value.clone();
-        match &step.action {
-            Action::Manual(_) => {
-                if self.opts.confirmed.contains(&id) {
-                    return Ok(ActionResult {
-                        value: serde_json::json!({ "confirmed": true }),
-                        lines: vec![],
-                    });
-                }
-                self.flush()
-                    .map_err(|e| ActionError::failed(e.to_string()))?;
-                return match self.prompt(|p| p.manual_done(view)) {
-                    Ok(ManualDecision::Done) => Ok(ActionResult {
-                        value: serde_json::json!({ "confirmed": true }),
-                        lines: vec![],
-                    }),
-                    Ok(ManualDecision::Skip) => Err(ActionError::SkippedByOperator),
-                    Ok(ManualDecision::Abort) | Err(PromptError::Aborted) => {
-                        Err(ActionError::AbortedByOperator)
-                    }
-                    Err(PromptError::NoOperator(r)) => Err(ActionError::NeedsOperator(r)),
-                    Err(PromptError::Io(e)) => {
-                        Err(ActionError::failed(format!("cannot ask the operator: {e}")))
-                    }
-                };
-            }
-            Action::Input(a) => {
-                let secret = a.kind == crate::runbook::action::InputKind::Secret;
-                let prompt = self.render_shown(&a.prompt);
-                let default = match &a.default {
-                    Some(d) => Some(
-                        self.values
-                            .render(d, Sink::Shown)
-                            .map_err(|e| ActionError::failed(e.to_string()))?,
-                    ),
-                    None => None,
-                };
-                let value = self.answer(
-                    &id,
-                    secret,
-                    |p| p.input(&prompt, secret, default.as_deref()),
-                    default.clone(),
-                )?;
-                if let Some(pat) = &a.pattern
-                    && let Ok(re) = regex::Regex::new(&format!("^(?:{pat})$"))
-                    && !re.is_match(&value)
-                {
-                    return Err(ActionError::failed(format!(
-                        "the answer does not match `{pat}`"
-                    )));
-                }
-                if secret {
-                    if value.len() < MIN_SECRET_LEN {
-                        return Err(ActionError::failed(format!(
-                            "a secret must be at least {MIN_SECRET_LEN} characters"
-                        )));
-                    }
-                    self.bus.redactor().add(&value);
-                }
-                return Ok(ActionResult {
-                    value: serde_json::json!({ "value": value }),
-                    lines: vec![],
-                });
-            }
-            Action::Choose(c) => {
-                let prompt = self.render_shown(&c.prompt);
-                let options: Vec<(String, String)> = c
-                    .options
-                    .iter()
-                    .map(|o| (o.value.clone(), o.label.clone().unwrap_or_default()))
-                    .collect();
-                let default = c.default.as_ref().map(|d| d.value.clone());
-                let value = self.answer(
-                    &id,
-                    false,
-                    |p| p.choose(&prompt, &options, default.as_deref()),
-                    default.clone(),
-                )?;
-                if !options.iter().any(|(v, _)| *v == value) {
-                    let valid: Vec<&str> = options.iter().map(|(v, _)| v.as_str()).collect();
-                    return Err(ActionError::failed(format!(
-                        "`{value}` is not one of {}",
-                        valid.join(", ")
-                    )));
-                }
-                // Shown also when it came from --set, DRCTL_ANSWER_* or the default.
-                self.bus.emit(RunEvent::StepOutput {
-                    id: id.clone(),
-                    line: format!("answer: {value}"),
-                });
-                return Ok(ActionResult {
-                    value: serde_json::json!({ "value": value }),
-                    lines: vec![format!("chose {value}")],
-                });
-            }
-            Action::KubeUse(a) => {
-                let path = self
-                    .values
-                    .render(&a.kubeconfig, Sink::Shown)
-                    .map_err(|e| ActionError::failed(e.to_string()))?;
-                let context = match &a.context {
-                    Some(c) => Some(
-                        self.values
-                            .render(c, Sink::Shown)
-                            .map_err(|e| ActionError::failed(e.to_string()))?,
-                    ),
-                    None => None,
-                };
-                let abs = std::fs::canonicalize(&path)
-                    .map_err(|e| ActionError::failed(format!("kubeconfig {path}: {e}")))?;
-                std::fs::File::open(&abs)
-                    .map_err(|e| ActionError::failed(format!("kubeconfig {path}: {e}")))?;
-                let abs = abs.display().to_string();
-                self.values.kube.kubeconfig = Some(abs.clone());
-                self.values.kube.context = context.clone();
-                self.journal
-                    .connections
-                    .insert("kubeconfig".into(), abs.clone());
-                match &context {
-                    Some(c) => self.journal.connections.insert("context".into(), c.clone()),
-                    None => self.journal.connections.remove("context"),
-                };
-                return Ok(ActionResult {
-                    value: serde_json::json!({ "kubeconfig": abs, "context": context }),
-                    lines: vec![format!("kubeconfig {abs}")],
-                });
-            }
-            Action::Shell(a) if a.tty && self.opts.yes && !self.opts.confirmed.contains(&id) => {
-                return Err(ActionError::NeedsOperator(format!(
-                    "step `{id}` runs a command that talks to the operator on the terminal; run without --yes (or resume interactively)"
-                )));
-            }
-            _ => {}
+        if let Some(done) = self.interactive(step, view) {
+            return done;
         }
+        let id = step.id.value.clone();
 
         // A rehearsal after a change it did not make tries once: retrying a read whose
         // failure follows from that change would only spend the retries' backoff.
@@ -1463,91 +1057,6 @@ fn add_secret_strings(r: &crate::secret::Redactor, v: &serde_json::Value) {
         serde_json::Value::Object(o) => o.values().for_each(|x| add_secret_strings(r, x)),
         _ => {}
     }
-}
-
-/// Perform one action: the one place every action is routed, with no catch-all arm, so a
-/// new action does not compile until it is routed here (and, in its backend, performed).
-pub async fn perform(
-    action: &Action,
-    ctx: &ActionCtx<'_>,
-    backends: &Backends,
-) -> Result<ActionResult, ActionError> {
-    use crate::backends::aws::AwsOp as A;
-    use crate::backends::etcd::EtcdOp as E;
-    use crate::backends::kube::KubeOp as K;
-    use crate::backends::ssh::SshOp as S;
-    use crate::backends::vault::VaultOp as V;
-    let (kube, vault, aws) = (&backends.kube, &backends.vault, &backends.aws);
-    match action {
-        Action::Shell(a) => local::shell(a, ctx).await,
-        Action::Sleep(a) => local::sleep(a, ctx).await,
-        Action::Http(a) => local::http(a, ctx).await,
-        // The engine performs these itself (`Engine::attempts`); here only as a check.
-        Action::Manual(_) | Action::Input(_) | Action::Choose(_) | Action::KubeUse(_) => {
-            Err(ActionError::of_kind(
-                ErrorKind::Invalid,
-                format!(
-                    "`{}` needs the operator and cannot be used as a check",
-                    action.name()
-                ),
-            ))
-        }
-        Action::KubeApply(a) => kube.perform(K::Apply(a), ctx).await,
-        Action::KubeNamespace(a) => kube.perform(K::Namespace(a), ctx).await,
-        Action::KubeSecret(a) => kube.perform(K::Secret(a), ctx).await,
-        Action::KubeDelete(a) => kube.perform(K::Delete(a), ctx).await,
-        Action::KubeGet(a) => kube.perform(K::Get(a), ctx).await,
-        Action::KubeWait(a) => kube.perform(K::Wait(a), ctx).await,
-        Action::KubeRolloutRestart(a) => kube.perform(K::RolloutRestart(a), ctx).await,
-        Action::KubeRolloutStatus(a) => kube.perform(K::RolloutStatus(a), ctx).await,
-        Action::KubePatch(a) => kube.perform(K::Patch(a), ctx).await,
-        Action::KubeLogs(a) => kube.perform(K::Logs(a), ctx).await,
-        Action::KubePortForward(a) => kube.perform(K::PortForward(a), ctx).await,
-        Action::VeleroBackups(a) => kube.perform(K::VeleroBackups(a), ctx).await,
-        Action::VeleroRestore(a) => kube.perform(K::VeleroRestore(a), ctx).await,
-        Action::ArgocdApps(a) => kube.perform(K::ArgocdApps(a), ctx).await,
-        Action::ArgocdWait(a) => kube.perform(K::ArgocdWait(a), ctx).await,
-        Action::ArgocdRefresh(a) => kube.perform(K::ArgocdRefresh(a), ctx).await,
-        Action::EsoWait(a) => kube.perform(K::EsoWait(a), ctx).await,
-        Action::LonghornBackups(a) => kube.perform(K::LonghornBackups(a), ctx).await,
-        Action::LonghornRestore(a) => kube.perform(K::LonghornRestore(a), ctx).await,
-        Action::VaultStatus(a) => vault.perform(V::Status(a), ctx).await,
-        Action::VaultWaitUnsealed(a) => vault.perform(V::WaitUnsealed(a), ctx).await,
-        Action::VaultUnseal(a) => vault.perform(V::Unseal(a), ctx).await,
-        Action::VaultInit(a) => vault.perform(V::Init(a), ctx).await,
-        Action::VaultKvPut(a) => vault.perform(V::KvPut(a), ctx).await,
-        Action::VaultKvGet(a) => vault.perform(V::KvGet(a), ctx).await,
-        Action::VaultKvPopulate(a) => vault.perform(V::KvPopulate(a), ctx).await,
-        Action::VaultRekey(a) => vault.perform(V::Rekey(a), ctx).await,
-        Action::VaultRekeyVerify(a) => vault.perform(V::RekeyVerify(a), ctx).await,
-        Action::S3List(a) => aws.perform(A::S3List(a), ctx).await,
-        Action::S3Newest(a) => aws.perform(A::S3Newest(a), ctx).await,
-        Action::S3Download(a) => aws.perform(A::S3Download(a), ctx).await,
-        Action::S3Upload(a) => aws.perform(A::S3Upload(a), ctx).await,
-        Action::KmsDescribe(a) => aws.perform(A::KmsDescribe(a), ctx).await,
-        Action::KmsCancelDeletion(a) => aws.perform(A::KmsCancelDeletion(a), ctx).await,
-        Action::KmsEnable(a) => aws.perform(A::KmsEnable(a), ctx).await,
-        Action::KmsVerify(a) => aws.perform(A::KmsVerify(a), ctx).await,
-        Action::SshRun(a) => backends.ssh.perform(S::Run(a), ctx).await,
-        Action::SshCopy(a) => backends.ssh.perform(S::Copy(a), ctx).await,
-        Action::EtcdSnapshotStatus(a) => backends.etcd.perform(E::SnapshotStatus(a), ctx).await,
-        Action::EtcdSnapshotRestore(a) => backends.etcd.perform(E::SnapshotRestore(a), ctx).await,
-    }
-}
-
-/// Whether a backend performs the action (and so can rehearse it against the live
-/// system); everything else is local or the operator's.
-fn performed_by_backend(action: &Action) -> bool {
-    !matches!(
-        action,
-        Action::Shell(_)
-            | Action::Sleep(_)
-            | Action::Http(_)
-            | Action::Manual(_)
-            | Action::Input(_)
-            | Action::Choose(_)
-            | Action::KubeUse(_)
-    )
 }
 
 /// The journal's view of the run mode.
