@@ -80,10 +80,6 @@ pub enum ActionError {
     Failed { kind: ErrorKind, message: String },
     #[error("cancelled by the operator (Ctrl-C)")]
     Cancelled,
-    #[error(
-        "no backend in this build performs `{action}`; do this step by hand (`drctl print` shows the command) and confirm it"
-    )]
-    Unsupported { action: &'static str },
     #[error("timed out after {0}")]
     Timeout(String),
     #[error("{0}")]
@@ -118,7 +114,6 @@ impl ActionError {
             ActionError::Failed { kind, .. } => kind.is_transient(),
             ActionError::Timeout(_) => true,
             ActionError::Cancelled
-            | ActionError::Unsupported { .. }
             | ActionError::NeedsOperator(_)
             | ActionError::SkippedByOperator
             | ActionError::AbortedByOperator => false,
@@ -396,7 +391,6 @@ mod kind_tests {
         assert!(!retried(ActionError::SkippedByOperator));
         assert!(!retried(ActionError::AbortedByOperator));
         assert!(!retried(ActionError::NeedsOperator("x".into())));
-        assert!(!retried(ActionError::Unsupported { action: "x" }));
         assert!(retried(ActionError::Timeout("1m".into())));
     }
 
