@@ -8,94 +8,33 @@
 //! test checks moto's own state or the bytes on disk, not only drctl's answer.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use drctl::backends::aws::{AwsBackend, Settings, Tuning};
-use drctl::exec::backend::{ActionCtx, ActionError, ActionResult, Backend, Cancel, EventBus};
-use drctl::exec::context::{RunInfo, Values};
-use drctl::exec::events::{Reporter, RunEvent};
-use drctl::exec::prompt::{Operator, PromptError};
+use drctl::exec::backend::ActionError;
 use drctl::runbook::action::{
     KeyState, KmsCancelDeletion, KmsDescribe, KmsEnable, KmsVerify, S3Download, S3List, S3Newest,
     S3Upload,
 };
 use drctl::runbook::{Action, Text};
-use drctl::secret::{Redactor, Secret};
+use drctl::secret::Secret;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::lab::Moto;
+use crate::support::cli::{drctl_cmd, journal_path, only_run, stderr, stdout};
+use crate::support::harness::{CtrlC, Harness, Opts, Run};
+use crate::support::operator::FakeOperator;
 
 const BUCKET: &str = "velero-offsite-homelab";
 
 // ---------------------------------------------------------------------------------------
-// Harness: one runtime and one backend per test, actions run in-process
+// One runtime and one backend per test, actions run in-process
 // ---------------------------------------------------------------------------------------
-
-struct NoOperator;
-
-impl Operator for NoOperator {
-    fn interactive(&self) -> bool {
-        false
-    }
-    fn ask_secret(&self, p: &str) -> Result<String, PromptError> {
-        panic!("unexpected question: {p}")
-    }
-    fn ask(&self, p: &str, _d: Option<&str>) -> Result<String, PromptError> {
-        panic!("unexpected question: {p}")
-    }
-    fn confirm(&self, p: &str, _d: bool) -> Result<bool, PromptError> {
-        panic!("unexpected question: {p}")
-    }
-    fn show_secret_once(&self, t: &str, _b: &str) -> Result<(), PromptError> {
-        panic!("unexpected secret shown: {t}")
-    }
-}
-
-#[derive(Clone, Default)]
-struct Events(Arc<Mutex<Vec<String>>>);
-
-impl Reporter for Events {
-    fn event(&mut self, e: &RunEvent) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(serde_json::to_string(e).unwrap());
-    }
-}
-
-struct Run {
-    result: Result<ActionResult, ActionError>,
-    events: String,
-}
-
-impl Run {
-    fn ok(&self) -> &Value {
-        match &self.result {
-            Ok(r) => &r.value,
-            Err(e) => panic!("action failed: {e}\nevents:\n{}", self.events),
-        }
-    }
-
-    fn lines(&self) -> String {
-        match &self.result {
-            Ok(r) => r.lines.join("\n"),
-            Err(e) => panic!("action failed: {e}"),
-        }
-    }
-
-    fn err(&self) -> String {
-        match &self.result {
-            Ok(r) => panic!("action succeeded: {}", r.value),
-            Err(e) => e.to_string(),
-        }
-    }
-}
 
 struct Lab {
     moto: Moto,
-    rt: tokio::runtime::Runtime,
+    harness: Harness,
     backend: AwsBackend,
 }
 
@@ -105,7 +44,7 @@ impl Lab {
     }
 
     fn start_with(tuning: Tuning) -> Lab {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let harness = Harness::new();
         let moto = Moto::start();
         let backend = AwsBackend::with_settings(Settings {
             endpoint_url: Some(moto.endpoint()),
@@ -114,75 +53,34 @@ impl Lab {
             secret_access_key: Some(Secret::new("testing".into())),
             tuning,
         });
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        Lab { moto, rt, backend }
+        Lab {
+            moto,
+            harness,
+            backend,
+        }
     }
 
     fn run(&self, action: &Action) -> Run {
-        self.run_opts(action, false, None::<fn() -> bool>)
+        self.run_opts(action, false, CtrlC::Never)
     }
 
     fn rehearse(&self, action: &Action) -> Run {
-        self.run_opts(action, true, None::<fn() -> bool>)
+        self.run_opts(action, true, CtrlC::Never)
     }
 
-    /// Runs the action; when `stop_when` turns true, presses Ctrl-C (the cancel channel).
-    fn run_opts(
-        &self,
-        action: &Action,
-        dry_run: bool,
-        stop_when: Option<impl Fn() -> bool>,
-    ) -> Run {
-        let redactor = Redactor::new();
-        let values = Values::new(
-            RunInfo {
-                id: "test-run".into(),
-                runbook: "test".into(),
-                operator: "tester".into(),
+    /// Runs the action (bounded at 60 s), with the operator's Ctrl-C.
+    fn run_opts(&self, action: &Action, dry_run: bool, ctrl_c: CtrlC) -> Run {
+        self.harness.perform(
+            &self.backend,
+            action,
+            &FakeOperator::unattended(),
+            Opts {
                 dry_run,
-                started_at: "now".into(),
-                failed_step: None,
+                timeout: Some(Duration::from_secs(60)),
+                ctrl_c,
+                ..Default::default()
             },
-            redactor.clone(),
-        );
-        let bus = EventBus::new(redactor);
-        let events = Events::default();
-        bus.add(Box::new(events.clone()));
-        let (tx, cancel) = Cancel::never();
-        assert!(self.backend.handles(action));
-        let ctx = ActionCtx {
-            step_id: "step",
-            values: &values,
-            dry_run,
-            bus: &bus,
-            cancel: &cancel,
-            timeout: Some(Duration::from_secs(60)),
-            quiet: false,
-            operator: &NoOperator,
-        };
-        let fut = self.backend.execute(action, &ctx);
-        let result = self.rt.block_on(async {
-            let watch = async {
-                if let Some(stop) = &stop_when {
-                    while !stop() {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    let _ = tx.send(1);
-                }
-                std::future::pending::<()>().await;
-            };
-            tokio::select! {
-                r = tokio::time::timeout(Duration::from_secs(60), fut) => {
-                    r.unwrap_or_else(|_| Err(ActionError::Timeout("60s".into())))
-                }
-                _ = watch => unreachable!(),
-            }
-        });
-        let events = events.0.lock().unwrap().join("\n");
-        Run { result, events }
+        )
     }
 
     /// GET requests moto answered for `s3://bucket/key`, from its request log.
@@ -250,7 +148,7 @@ fn kms_describe_expect_pending_deletion_cancel_enable_and_verify() {
 
     // Describe by alias: the fields runbooks capture.
     let r = lab.run(&describe("alias/vault-unseal", Some(KeyState::Enabled)));
-    let v = r.ok();
+    let v = r.value();
     assert_eq!(v["state"], "Enabled");
     assert_eq!(v["key_id"], key.as_str());
     assert!(
@@ -266,13 +164,13 @@ fn kms_describe_expect_pending_deletion_cancel_enable_and_verify() {
         region: None,
     });
     let r = lab.run(&verify);
-    assert_eq!(r.ok()["ok"], true);
+    assert_eq!(r.value()["ok"], true);
     assert!(r.lines().contains("round-trip"), "{}", r.lines());
 
     // Scheduled for deletion: the state, the date, and expect_state's message.
     lab.moto.schedule_key_deletion(&key, 7);
     let r = lab.run(&describe(&key, None));
-    let v = r.ok();
+    let v = r.value();
     assert_eq!(v["state"], "PendingDeletion");
     let date = v["deletion_date"].as_str().expect("deletion date");
     let when = chrono::DateTime::parse_from_rfc3339(date).unwrap();
@@ -306,8 +204,8 @@ fn kms_describe_expect_pending_deletion_cancel_enable_and_verify() {
 
     // CancelKeyDeletion alone leaves the key Disabled...
     let r = lab.run(&cancel(false));
-    assert_eq!(r.ok()["state"], "Disabled");
-    assert_eq!(r.ok()["cancelled"], true);
+    assert_eq!(r.value()["state"], "Disabled");
+    assert_eq!(r.value()["cancelled"], true);
     assert_eq!(lab.moto.describe_key(&key)["KeyState"], "Disabled");
     // ... kms.enable brings it back (rehearsed first).
     let enable = Action::KmsEnable(KmsEnable {
@@ -321,17 +219,17 @@ fn kms_describe_expect_pending_deletion_cancel_enable_and_verify() {
     );
     assert_eq!(lab.moto.describe_key(&key)["KeyState"], "Disabled");
     let r = lab.run(&enable);
-    assert_eq!(r.ok()["state"], "Enabled");
+    assert_eq!(r.value()["state"], "Enabled");
     assert_eq!(lab.moto.describe_key(&key)["KeyState"], "Enabled");
 
     // The default cancel-deletion enables too, in one step; run twice it is a no-op.
     lab.moto.schedule_key_deletion(&key, 30);
     let r = lab.run(&cancel(true));
-    assert_eq!(r.ok()["state"], "Enabled");
-    assert_eq!(r.ok()["previous_state"], "PendingDeletion");
+    assert_eq!(r.value()["state"], "Enabled");
+    assert_eq!(r.value()["previous_state"], "PendingDeletion");
     assert_eq!(lab.moto.describe_key(&key)["KeyState"], "Enabled");
     let r = lab.run(&cancel(true));
-    assert_eq!(r.ok()["cancelled"], false);
+    assert_eq!(r.value()["cancelled"], false);
     assert!(
         r.lines().contains("no deletion was scheduled"),
         "{}",
@@ -396,7 +294,7 @@ fn s3_list_newest_upload_and_errors() {
         region: None,
     });
     let r = lab.run(&list);
-    let v = r.ok();
+    let v = r.value();
     assert_eq!(v["count"], 4);
     let objects = v["objects"].as_array().unwrap();
     let keys: Vec<&str> = objects.iter().map(|o| o["key"].as_str().unwrap()).collect();
@@ -428,7 +326,7 @@ fn s3_list_newest_upload_and_errors() {
         })
     };
     let r = lab.run(&newest("snapshot-*.db"));
-    let v = r.ok();
+    let v = r.value();
     assert_eq!(v["key"], "etcd-snapshots/snapshot-20250101-000000.db");
     assert_eq!(v["size"], 7);
     assert_eq!(v["name"], "snapshot-20250101-000000.db");
@@ -463,8 +361,8 @@ fn s3_list_newest_upload_and_errors() {
     );
     assert_eq!(lab.moto.get_object(BUCKET, "uploads/snap.db"), None);
     let r = lab.run(&upload);
-    assert_eq!(r.ok()["sha256"], sha256_hex(&data).as_str());
-    assert_eq!(r.ok()["replaced"], false);
+    assert_eq!(r.value()["sha256"], sha256_hex(&data).as_str());
+    assert_eq!(r.value()["replaced"], false);
     assert_eq!(
         lab.moto.get_object(BUCKET, "uploads/snap.db").unwrap(),
         data
@@ -553,7 +451,7 @@ fn download_of_200_mib_interrupted_half_way_resumes_with_only_the_missing_parts(
     let r = lab.run_opts(
         &download(key, &to, None),
         false,
-        Some(|| done_parts(&state) >= 5),
+        CtrlC::When(&|| done_parts(&state) >= 5),
     );
     assert!(
         matches!(r.result, Err(ActionError::Cancelled)),
@@ -584,7 +482,7 @@ fn download_of_200_mib_interrupted_half_way_resumes_with_only_the_missing_parts(
 
     // The resume fetches exactly the missing parts, one GET each, and verifies.
     let r = lab.run(&download(key, &to, None));
-    let v = r.ok().clone();
+    let v = r.value().clone();
     let missing = parts - done;
     assert_eq!(v["resumed"], true);
     assert_eq!(v["parts"], parts);
@@ -656,7 +554,7 @@ fn verification_refuses_a_wrong_sha256_and_checks_multipart_etags() {
     let r = lab.run_opts(
         &download(key, &to, None),
         false,
-        Some(|| {
+        CtrlC::When(&|| {
             std::fs::read_to_string(dir.path().join("snap.db.part.state"))
                 .is_ok_and(|s| s.contains("\"done\":[") && !s.contains("\"done\":[]"))
         }),
@@ -674,7 +572,7 @@ fn verification_refuses_a_wrong_sha256_and_checks_multipart_etags() {
         f.write_all_at(b"bit rot", first * (4 << 20) + 100).unwrap();
     }
     let r = lab.run(&download(key, &to, None));
-    let v = r.ok();
+    let v = r.value();
     assert_eq!(v["resumed"], false, "the second, fresh attempt");
     assert!(
         r.events
@@ -687,8 +585,8 @@ fn verification_refuses_a_wrong_sha256_and_checks_multipart_etags() {
     // The right sha256 passes.
     std::fs::remove_file(&to).unwrap();
     let r = lab.run(&download(key, &to, Some(&sha256_hex(&data))));
-    assert_eq!(r.ok()["verified_by"], "the step's sha256");
-    assert_eq!(r.ok()["digest"], sha256_hex(&data).as_str());
+    assert_eq!(r.value()["verified_by"], "the step's sha256");
+    assert_eq!(r.value()["digest"], sha256_hex(&data).as_str());
     assert_eq!(std::fs::read(&to).unwrap(), data);
 
     // A multipart upload (5 MiB parts, not the download's 4 MiB): MD5 of the part MD5s.
@@ -697,7 +595,7 @@ fn verification_refuses_a_wrong_sha256_and_checks_multipart_etags() {
     assert!(etag.ends_with("-3\""), "{etag}");
     let to2 = dir.path().join("multipart.db");
     let r = lab.run(&download(mp_key, &to2, None));
-    let v = r.ok();
+    let v = r.value();
     assert!(
         v["verified_by"]
             .as_str()
@@ -713,7 +611,7 @@ fn verification_refuses_a_wrong_sha256_and_checks_multipart_etags() {
 fn multipart_upload(lab: &Lab, key: &str, data: &[u8], part: usize) -> String {
     use aws_sdk_s3::primitives::ByteStream;
     use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-    lab.rt.block_on(async {
+    lab.harness.block_on(async {
         let conf = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new("us-east-1"))
@@ -852,7 +750,7 @@ fn s3_multipart_upload_of_200_mib_round_trips() {
     assert_eq!(upload_parts_of(&lab, key), 0);
 
     let r = lab.run(&upload(key, &src));
-    let v = r.ok().clone();
+    let v = r.value().clone();
     assert_eq!(v["multipart"], true, "{v}");
     assert_eq!(v["parts"], 25);
     assert_eq!(v["part_size"], UPLOAD_PART);
@@ -877,7 +775,7 @@ fn s3_multipart_upload_of_200_mib_round_trips() {
     // Downloaded back (verified by the multipart ETag), byte for byte the file.
     let back = dir.path().join("back.bin");
     let r = lab.run(&download(key, &back, None));
-    let d = r.ok();
+    let d = r.value();
     assert!(
         d["verified_by"]
             .as_str()
@@ -905,7 +803,7 @@ fn s3_multipart_upload_cancelled_half_way_leaves_no_object_and_no_parts() {
     let r = lab.run_opts(
         &upload(key, &src),
         false,
-        Some(|| upload_parts_of(&lab, key) >= 4),
+        CtrlC::When(&|| upload_parts_of(&lab, key) >= 4),
     );
     assert_eq!(r.err(), ActionError::Cancelled.to_string(), "{}", r.events);
     let sent = upload_parts_of(&lab, key);
@@ -938,7 +836,7 @@ fn drctl_runs_newest_download_and_kms_describe_against_moto() {
     let dest = dir.path().join("snap.db");
     let state = dir.path().join("state");
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drctl"))
+    let out = drctl_cmd(&state)
         .args(["run", "tests/fixtures/aws/s3-kms-e2e.yaml", "--yes"])
         .args(["--set", &format!("bucket={BUCKET}")])
         .args(["--set", "prefix=etcd-snapshots/"])
@@ -946,15 +844,12 @@ fn drctl_runs_newest_download_and_kms_describe_against_moto() {
         .args(["--set", &format!("kms_key_id={key}")])
         .arg("--state-dir")
         .arg(&state)
-        .current_dir(super::root())
-        .env_remove("DRCTL_RUNBOOKS")
         .env_remove("AWS_PROFILE")
-        .env("NO_COLOR", "1")
         .envs(moto.env())
         .output()
         .unwrap();
-    let stdout = super::stdout(&out);
-    let stderr = super::stderr(&out);
+    let stdout = stdout(&out);
+    let stderr = stderr(&out);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert_eq!(
         std::fs::read(&dest).unwrap(),
@@ -969,13 +864,7 @@ fn drctl_runs_newest_download_and_kms_describe_against_moto() {
     assert!(!all.contains("testing"), "credentials never shown:\n{all}");
 
     // The journal recorded the captured outputs.
-    let journal = std::fs::read_dir(state.join("runs"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path().join("journal.json"))
-        .find(|p| p.exists())
-        .expect("a journal");
-    let j = std::fs::read_to_string(journal).unwrap();
+    let j = std::fs::read_to_string(journal_path(&state, &only_run(&state))).unwrap();
     assert!(
         j.contains("etcd-snapshots/pki-20250102-000000.tar.gz"),
         "{j}"

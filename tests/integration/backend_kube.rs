@@ -4,131 +4,41 @@
 //! a 2,000-Application wait that counts its API requests, and runbooks end to end through
 //! the drctl binary. Each test checks the cluster's state with kubectl, not drctl's word.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use drctl::backends::kube::KubeBackend;
-use drctl::exec::backend::{ActionCtx, ActionError, ActionResult, Backend, Cancel, EventBus};
-use drctl::exec::context::{RunInfo, Values};
-use drctl::exec::events::{Reporter, RunEvent};
-use drctl::exec::prompt::{Operator, PromptError};
+use drctl::exec::backend::ActionError;
 use drctl::runbook::Action;
-use drctl::secret::Redactor;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 mod real;
 
-use super::e2e::kget;
 use super::lab::{Cluster, KubeSim, http, wait_until};
+use crate::support::base64;
+use crate::support::cli::{drctl_cmd, events, journal_path, only_run, run_id_of, stderr, stdout};
+use crate::support::harness::{Bound, Harness, Opts, Run};
+use crate::support::kube::kget;
+use crate::support::operator::FakeOperator;
 
 // ---------------------------------------------------------------------------------------
-// Harness: one action in-process against a simulator
+// One action in-process against a simulator
 // ---------------------------------------------------------------------------------------
 
-#[derive(Default)]
-struct FakeOperator {
-    interactive: bool,
-    confirms: Mutex<VecDeque<bool>>,
-    asked: Mutex<Vec<String>>,
-}
-
-impl Operator for FakeOperator {
-    fn interactive(&self) -> bool {
-        self.interactive
-    }
-    fn ask_secret(&self, prompt: &str) -> Result<String, PromptError> {
-        panic!("unexpected masked question: {prompt}")
-    }
-    fn ask(&self, prompt: &str, _default: Option<&str>) -> Result<String, PromptError> {
-        panic!("unexpected question: {prompt}")
-    }
-    fn confirm(&self, prompt: &str, default: bool) -> Result<bool, PromptError> {
-        self.asked.lock().unwrap().push(prompt.to_owned());
-        Ok(self.confirms.lock().unwrap().pop_front().unwrap_or(default))
-    }
-    fn show_secret_once(&self, title: &str, _body: &str) -> Result<(), PromptError> {
-        panic!("unexpected show-once: {title}")
-    }
-}
-
-#[derive(Clone, Default)]
-struct Events(Arc<Mutex<Vec<String>>>);
-
-impl Reporter for Events {
-    fn event(&mut self, e: &RunEvent) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(serde_json::to_string(e).unwrap());
-    }
-}
-
-struct Run {
-    result: Result<ActionResult, ActionError>,
-    events: String,
-    asked: Vec<String>,
-    elapsed: Duration,
-}
-
-impl Run {
-    fn ok(&self) -> &ActionResult {
-        match &self.result {
-            Ok(r) => r,
-            Err(e) => panic!("action failed: {e}\nevents:\n{}", self.events),
-        }
-    }
-    fn value(&self) -> &Value {
-        &self.ok().value
-    }
-    fn lines(&self) -> String {
-        self.ok().lines.join("\n")
-    }
-    fn err(&self) -> String {
-        match &self.result {
-            Ok(r) => panic!("action succeeded: {:?}\n{}", r.value, r.lines.join("\n")),
-            Err(e) => e.to_string(),
-        }
-    }
-    /// Everything that could reach a screen, a log or the journal.
-    fn visible(&self) -> String {
-        let mut s = self.events.clone();
-        match &self.result {
-            Ok(r) => {
-                s.push_str(&r.lines.join("\n"));
-                s.push_str(&r.value.to_string());
-            }
-            Err(e) => s.push_str(&e.to_string()),
-        }
-        s
-    }
-}
-
-struct Opts {
-    dry_run: bool,
-    timeout: Option<Duration>,
-    inputs: Vec<(&'static str, String, bool)>,
-    interactive: bool,
-    confirms: Vec<bool>,
-}
-
-impl Default for Opts {
-    fn default() -> Self {
-        Opts {
-            dry_run: false,
-            // Only turns a hang into a failure: the real control plane on a busy machine is slow.
-            timeout: Some(Duration::from_secs(120)),
-            inputs: Vec::new(),
-            interactive: false,
-            confirms: Vec::new(),
-        }
+/// How a kube action runs here unless a test says otherwise: a timeout that only turns a
+/// hang into a failure (the real control plane on a busy machine is slow), and the
+/// harness's bound after it, so that the backend's own timeout error is the one seen.
+fn opts() -> Opts<'static> {
+    Opts {
+        timeout: Some(Duration::from_secs(120)),
+        bound: Bound::AfterTimeout,
+        ..Default::default()
     }
 }
 
 /// A backend and a runtime that outlive single actions (port-forwards stay open).
 struct H {
-    rt: tokio::runtime::Runtime,
+    harness: Harness,
     backend: KubeBackend,
     kubeconfig: String,
 }
@@ -139,81 +49,30 @@ impl H {
     }
 
     fn with_kubeconfig(kubeconfig: String) -> H {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let harness = Harness::new();
         H {
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
+            harness,
             backend: KubeBackend::from_env(),
             kubeconfig,
         }
     }
 
+    /// Runs `action` unattended.
     fn run(&self, action: Action, o: Opts) -> Run {
-        let redactor = Redactor::new();
-        let mut values = Values::new(
-            RunInfo {
-                id: "test-run".into(),
-                runbook: "test".into(),
-                operator: "tester".into(),
-                dry_run: o.dry_run,
-                started_at: "now".into(),
-                failed_step: None,
-            },
-            redactor.clone(),
-        );
-        values.kube.kubeconfig = Some(self.kubeconfig.clone());
-        for (k, v, secret) in &o.inputs {
-            if *secret {
-                redactor.add(v);
-            }
-            values
-                .inputs
-                .insert((*k).to_owned(), minijinja::Value::from(v.clone()));
-        }
-        let bus = EventBus::new(redactor.clone());
-        let events = Events::default();
-        bus.add(Box::new(events.clone()));
-        let (_tx, cancel) = Cancel::never();
-        let op = FakeOperator {
-            interactive: o.interactive,
-            confirms: Mutex::new(o.confirms.into_iter().collect()),
-            ..Default::default()
+        self.run_as(&FakeOperator::unattended(), action, o)
+    }
+
+    /// Runs `action` with `op` at the keyboard.
+    fn run_as(&self, op: &FakeOperator, action: Action, o: Opts) -> Run {
+        let o = Opts {
+            kubeconfig: Some(self.kubeconfig.clone()),
+            ..o
         };
-        let ctx = ActionCtx {
-            step_id: "step",
-            values: &values,
-            dry_run: o.dry_run,
-            bus: &bus,
-            cancel: &cancel,
-            timeout: o.timeout,
-            quiet: false,
-            operator: &op,
-        };
-        assert!(self.backend.handles(&action), "{}", action.name());
-        let started = Instant::now();
-        let result = self.rt.block_on(async {
-            // The engine's bound, a little later than the backend's own.
-            let t = o.timeout.unwrap_or(Duration::from_secs(600)) + Duration::from_secs(2);
-            match tokio::time::timeout(t, self.backend.execute(&action, &ctx)).await {
-                Ok(r) => r,
-                Err(_) => Err(ActionError::Timeout("engine bound".into())),
-            }
-        });
-        let elapsed = started.elapsed();
-        let events = events.0.lock().unwrap().join("\n");
-        let asked = op.asked.lock().unwrap().clone();
-        Run {
-            result,
-            events,
-            asked,
-            elapsed,
-        }
+        self.harness.perform(&self.backend, &action, op, o)
     }
 
     fn ok(&self, action: Action) -> Run {
-        let r = self.run(action, Opts::default());
+        let r = self.run(action, opts());
         r.ok();
         r
     }
@@ -345,7 +204,7 @@ assert:
     equals: "True"
     message: a Vault pod is not Ready"#,
         ),
-        Opts::default(),
+        opts(),
     );
     let e = r.err();
     assert!(e.starts_with("a Vault pod is not Ready (vault-2: `status.conditions[type=Ready].status` is \"False\", expected \"True\")"), "{e}");
@@ -361,7 +220,7 @@ assert:
     let e = h
         .run(
             get("resource: { kind: Pod, namespace: vault, selector: app=vault }\nmax_items: 2"),
-            Opts::default(),
+            opts(),
         )
         .err();
     assert!(
@@ -371,7 +230,7 @@ assert:
     let e = h
         .run(
             get("resource: { kind: Pod, namespace: vault, selector: app=nope }\nmin_items: 1"),
-            Opts::default(),
+            opts(),
         )
         .err();
     assert!(
@@ -382,7 +241,7 @@ assert:
     let e = h
         .run(
             get("resource: { kind: Pod, namespace: vault, name: vault-9 }"),
-            Opts::default(),
+            opts(),
         )
         .err();
     assert_eq!(
@@ -422,10 +281,7 @@ fn get_custom_resources_by_discovery_and_a_missing_crd_names_its_component() {
     h.ok(get("resource: { kind: ClusterSecretStore }\nmax_items: 0"));
     // Backup is both Velero's and Longhorn's.
     let e = h
-        .run(
-            get("resource: { kind: Backup, namespace: velero }"),
-            Opts::default(),
-        )
+        .run(get("resource: { kind: Backup, namespace: velero }"), opts())
         .err();
     assert!(
         e.contains("several API groups")
@@ -436,20 +292,15 @@ fn get_custom_resources_by_discovery_and_a_missing_crd_names_its_component() {
 
     sim.kubectl_ok(&["delete", "crd", "applications.argoproj.io"]);
     let e = h
-        .run(get("resource: { kind: Application, api_version: argoproj.io/v1alpha1, namespace: argocd }"), Opts::default())
+        .run(get("resource: { kind: Application, api_version: argoproj.io/v1alpha1, namespace: argocd }"), opts())
         .err();
     assert!(e.contains("the Argo CD CRDs are missing"), "{e}");
     assert!(e.contains("Application (argoproj.io/v1alpha1)"), "{e}");
     let e = h
-        .run(
-            Action::ArgocdApps(act("namespace: argocd")),
-            Opts::default(),
-        )
+        .run(Action::ArgocdApps(act("namespace: argocd")), opts())
         .err();
     assert!(e.contains("the Argo CD CRDs are missing"), "{e}");
-    let e = h
-        .run(get("resource: { kind: Gizmo }"), Opts::default())
-        .err();
+    let e = h.run(get("resource: { kind: Gizmo }"), opts()).err();
     assert!(e.contains("the cluster serves no kind `Gizmo`"), "{e}");
 }
 
@@ -471,7 +322,7 @@ fn wait_for_an_object_that_does_not_exist_yet_and_for_a_field() {
         wait("resource: { kind: Pod, namespace: vault, name: vault-0 }\nfor: { condition: Ready }"),
         Opts {
             timeout: Some(Duration::from_secs(120)),
-            ..Default::default()
+            ..opts()
         },
     );
     t.join().unwrap();
@@ -506,7 +357,7 @@ fn wait_times_out_naming_what_is_late() {
     let h = H::new(&sim);
     let r = h.run(
         wait("resource: { kind: Pod, namespace: vault, selector: app=vault }\nfor: { condition: Ready }"),
-        Opts { timeout: Some(Duration::from_secs(2)), ..Default::default() },
+        Opts { timeout: Some(Duration::from_secs(2)), ..opts() },
     );
     let e = r.err();
     // The wait's own deadline (with its state), not the engine's bound, ended the step.
@@ -539,7 +390,7 @@ fn wait_survives_a_watch_dropped_mid_wait_with_one_list() {
         wait("resource: { kind: Pod, namespace: vault, name: vault-0 }\nfor: { condition: Ready }"),
         Opts {
             timeout: Some(Duration::from_secs(120)),
-            ..Default::default()
+            ..opts()
         },
     );
     t.join().unwrap();
@@ -566,7 +417,7 @@ fn wait_survives_the_api_server_down_for_seconds() {
         wait("resource: { kind: Pod, namespace: vault, name: vault-0 }\nfor: { condition: Ready }"),
         Opts {
             timeout: Some(Duration::from_secs(120)),
-            ..Default::default()
+            ..opts()
         },
     );
     t.join().unwrap();
@@ -592,7 +443,7 @@ fn namespace_is_created_once_and_previewed_on(sim: &impl Cluster) {
         ns(),
         Opts {
             dry_run: true,
-            ..Default::default()
+            ..opts()
         },
     );
     assert_eq!(
@@ -645,7 +496,7 @@ files:
         Opts {
             dry_run: true,
             inputs: inputs(),
-            ..Default::default()
+            ..opts()
         },
     );
     assert_eq!(
@@ -664,11 +515,11 @@ files:
         secret(),
         Opts {
             inputs: inputs(),
-            ..Default::default()
+            ..opts()
         },
     );
     assert_eq!(r.value()["action"], "created");
-    let visible = r.visible();
+    let visible = r.visible_with_value();
     assert!(
         !visible.contains(&key_id) && !visible.contains(&secret_key),
         "{visible}"
@@ -691,7 +542,7 @@ files:
         secret(),
         Opts {
             inputs: inputs(),
-            ..Default::default()
+            ..opts()
         },
     );
     assert_eq!(r.value()["action"], "unchanged");
@@ -724,23 +575,25 @@ files:
         Opts {
             dry_run: true,
             inputs: inputs2.clone(),
-            ..Default::default()
+            ..opts()
         },
     );
     assert_eq!(
         r.lines(),
         "would replace secret velero/velero-offsite-credentials: keys removed: stray; keys changed: cloud; keys unchanged: region"
     );
-    assert!(!r.visible().contains(&new_key));
+    assert!(!r.visible_with_value().contains(&new_key));
     let r = h.run(
         secret(),
         Opts {
             inputs: inputs2,
-            ..Default::default()
+            ..opts()
         },
     );
     assert_eq!(r.value()["action"], "replaced");
-    assert!(!r.visible().contains(&new_key) && !r.visible().contains(&secret_key));
+    assert!(
+        !r.visible_with_value().contains(&new_key) && !r.visible_with_value().contains(&secret_key)
+    );
     let live = kget(
         sim,
         &["secret", "-n", "velero", "velero-offsite-credentials"],
@@ -754,7 +607,7 @@ files:
     let e = h
         .run(
             Action::KubeSecret(act("name: velero-offsite-credentials\nnamespace: velero\nliterals: { region: eu-west-1 }\nreplace: false")),
-            Opts::default(),
+            opts(),
         )
         .err();
     assert!(e.contains("`replace: false`"), "{e}");
@@ -763,31 +616,16 @@ files:
         "resource: { kind: Secret, namespace: velero, name: velero-offsite-credentials }",
     ));
     assert!(
-        !r.visible().contains(&new_key) && !r.visible().contains("dXMtZWFzdC0x"),
+        !r.visible_with_value().contains(&new_key)
+            && !r.visible_with_value().contains("dXMtZWFzdC0x"),
         "{}",
-        r.visible()
+        r.visible_with_value()
     );
     assert_eq!(r.value()["item"]["data"]["cloud"], "(hidden)");
 }
 
 fn decode(v: &Value) -> String {
-    base64(&["-d"], v.as_str().expect("base64 text"))
-}
-
-/// The coreutils `base64 ARGS` of `input` (the test crate has no base64 of its own).
-fn base64(args: &[&str], input: &str) -> String {
-    let o = std::process::Command::new("base64")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().expect("stdin").write_all(input.as_bytes())?;
-            c.wait_with_output()
-        })
-        .expect("run base64");
-    String::from_utf8(o.stdout).expect("base64 prints text")
+    base64::decode_text(v.as_str().expect("base64 text"))
 }
 
 #[test]
@@ -816,7 +654,7 @@ fn delete_waits_until_gone_and_a_statefulset_pod_comes_back_on(sim: &impl Cluste
         del("resource: { kind: Pod, namespace: vault, name: vault-0 }"),
         Opts {
             dry_run: true,
-            ..Default::default()
+            ..opts()
         },
     );
     assert!(
@@ -846,7 +684,7 @@ fn delete_waits_until_gone_and_a_statefulset_pod_comes_back_on(sim: &impl Cluste
     let e = h
         .run(
             del("resource: { kind: Pod, namespace: vault, name: scratch }"),
-            Opts::default(),
+            opts(),
         )
         .err();
     assert!(
@@ -901,7 +739,7 @@ fn errors_say_what_to_check_and_transient_ones_are_retried() {
         "faults",
         Some(json!({"failNext": 1, "failCode": 403, "failPath": "/pods"})),
     );
-    let e = h.run(g(), Opts::default()).err();
+    let e = h.run(g(), opts()).err();
     assert!(
         e.starts_with("forbidden: ")
             && e.contains("RBAC permission")
@@ -915,7 +753,7 @@ fn errors_say_what_to_check_and_transient_ones_are_retried() {
         "faults",
         Some(json!({"failNext": 1, "failCode": 401, "failPath": "/pods"})),
     );
-    let e = h.run(g(), Opts::default()).err();
+    let e = h.run(g(), opts()).err();
     assert!(
         e.contains("rejected the credentials") && e.contains("expired"),
         "{e}"
@@ -930,7 +768,7 @@ fn errors_say_what_to_check_and_transient_ones_are_retried() {
     let e = h
         .run(
             Action::KubePatch(act("resource: { kind: Namespace, name: x }\npatch: '{}'")),
-            Opts::default(),
+            opts(),
         )
         .err();
     assert!(e.contains("not found") || e.contains("conflict"), "{e}");
@@ -942,7 +780,7 @@ fn errors_say_what_to_check_and_transient_ones_are_retried() {
     let kc = dir.path().join("kubeconfig");
     std::fs::write(&kc, format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{ server: http://127.0.0.1:{port} }}\nusers:\n- name: u\n  user: {{}}\ncontexts:\n- name: x\n  context: {{ cluster: c, user: u }}\ncurrent-context: x\n")).unwrap();
     let h2 = H::with_kubeconfig(kc.display().to_string());
-    let r = h2.run(g(), Opts::default());
+    let r = h2.run(g(), opts());
     let e = r.err();
     assert!(
         e.starts_with(&format!(
@@ -953,7 +791,7 @@ fn errors_say_what_to_check_and_transient_ones_are_retried() {
     assert!(e.contains("check that the cluster is up"), "{e}");
     // A broken kubeconfig / unknown context.
     std::fs::write(&kc, "not: [a kubeconfig").unwrap();
-    let e = h2.run(g(), Opts::default()).err();
+    let e = h2.run(g(), opts()).err();
     assert!(
         e.starts_with(&format!(
             "cannot load the Kubernetes connection from kubeconfig {}",
@@ -1008,7 +846,7 @@ fn rollout_restart_and_status_for_deployments_statefulsets_daemonsets_on(sim: &i
     let restart = |dry_run| {
         h.run(
             Action::KubeRolloutRestart(act("kind: deployment\nnamespace: security\nnames: [external-secrets, external-secrets-webhook]")),
-            Opts { dry_run, ..Default::default() },
+            Opts { dry_run, ..opts() },
         )
     };
     let r = restart(true);
@@ -1046,7 +884,7 @@ fn rollout_restart_and_status_for_deployments_statefulsets_daemonsets_on(sim: &i
     let e = h
         .run(
             Action::KubeRolloutRestart(act("kind: deployment\nnamespace: security\nnames: [nope]")),
-            Opts::default(),
+            opts(),
         )
         .err();
     assert!(
@@ -1058,7 +896,7 @@ fn rollout_restart_and_status_for_deployments_statefulsets_daemonsets_on(sim: &i
             status("deployment", "nope"),
             Opts {
                 timeout: Some(Duration::from_secs(1)),
-                ..Default::default()
+                ..opts()
             },
         )
         .err();
@@ -1085,7 +923,7 @@ fn patch_and_apply_preview_against_the_live_object_then_change_it_on(sim: &impl 
         p("merge", r#"{"data":{"a":"9","b":null,"c":"3"}}"#),
         Opts {
             dry_run: true,
-            ..Default::default()
+            ..opts()
         },
     );
     let l = r.lines();
@@ -1111,7 +949,7 @@ fn patch_and_apply_preview_against_the_live_object_then_change_it_on(sim: &impl 
         ),
         Opts {
             dry_run: true,
-            ..Default::default()
+            ..opts()
         },
     );
     assert!(
@@ -1130,7 +968,7 @@ fn patch_and_apply_preview_against_the_live_object_then_change_it_on(sim: &impl 
     let e = h
         .run(
             p("json", r#"[{"op":"test","path":"/data/a","value":"0"}]"#),
-            Opts::default(),
+            opts(),
         )
         .err();
     assert!(e.contains("configmaps \"cfg\""), "{e}");
@@ -1152,7 +990,7 @@ fn patch_and_apply_preview_against_the_live_object_then_change_it_on(sim: &impl 
         Action::KubeApply(act(manifest)),
         Opts {
             dry_run: true,
-            ..Default::default()
+            ..opts()
         },
     );
     let l = r.lines();
@@ -1163,9 +1001,7 @@ fn patch_and_apply_preview_against_the_live_object_then_change_it_on(sim: &impl 
     assert!(l.contains("would create application/vault"), "{l}");
     assert!(kget(sim, &["application", "-n", "argocd", "vault"]).is_none());
     // (The real CRD's schema requires spec.destination: kubesim does not validate schemas.)
-    let e = h
-        .run(Action::KubeApply(act(manifest)), Opts::default())
-        .err();
+    let e = h.run(Action::KubeApply(act(manifest)), opts()).err();
     assert_eq!(
         e,
         "namespaces \"argocd\" not found; check the name and namespace (`kubectl get` it)"
@@ -1190,7 +1026,7 @@ fn patch_and_apply_preview_against_the_live_object_then_change_it_on(sim: &impl 
         Action::KubeApply(act(manifest)),
         Opts {
             dry_run: true,
-            ..Default::default()
+            ..opts()
         },
     );
     assert!(
@@ -1218,10 +1054,7 @@ fn logs_of_a_pod_a_selector_a_job_and_the_newest_job_of_a_cronjob() {
     let r = h.ok(logs("namespace: vault\nselector: app=vault"));
     assert!(r.lines().contains("line one"), "{}", r.lines());
     let e = h
-        .run(
-            logs("namespace: security\ncronjob: eso-recovery"),
-            Opts::default(),
-        )
+        .run(logs("namespace: security\ncronjob: eso-recovery"), opts())
         .err();
     assert!(e.contains("has started no job yet"), "{e}");
     sim.kubectl_ok(&[
@@ -1301,7 +1134,7 @@ fn velero_lists_backups_restores_and_puts_partially_failed_to_the_operator() {
     let e = h
         .run(
             Action::VeleroBackups(act("storage_location: nowhere")),
-            Opts::default(),
+            opts(),
         )
         .err();
     assert!(
@@ -1318,7 +1151,7 @@ fn velero_lists_backups_restores_and_puts_partially_failed_to_the_operator() {
         restore("backup: daily-2\nname: r1"),
         Opts {
             dry_run: true,
-            ..Default::default()
+            ..opts()
         },
     );
     assert!(
@@ -1346,9 +1179,7 @@ fn velero_lists_backups_restores_and_puts_partially_failed_to_the_operator() {
     assert_eq!(live["status"]["phase"], "Completed");
     // Resumed: the same restore is followed, not duplicated.
     h.ok(restore("backup: daily-2\nname: r1"));
-    let e = h
-        .run(restore("backup: daily-1\nname: r1"), Opts::default())
-        .err();
+    let e = h.run(restore("backup: daily-1\nname: r1"), opts()).err();
     assert!(e.contains("conflict on restores.velero.io \"r1\""), "{e}");
     // Default name BACKUP-<the run id without the runbook name> (here run `test-run` of
     // runbook `test`): the same in a re-run of the step, which follows its own Restore.
@@ -1362,7 +1193,7 @@ fn velero_lists_backups_restores_and_puts_partially_failed_to_the_operator() {
     );
 
     // PartiallyFailed: --yes waits for the operator (resumable); an operator decides.
-    let r = h.run(restore("backup: daily-partial\nname: p1"), Opts::default());
+    let r = h.run(restore("backup: daily-partial\nname: p1"), opts());
     assert!(
         matches!(r.result, Err(ActionError::NeedsOperator(_))),
         "{:?}",
@@ -1375,31 +1206,22 @@ fn velero_lists_backups_restores_and_puts_partially_failed_to_the_operator() {
             && e.contains("velero restore describe p1"),
         "{e}"
     );
-    let r = h.run(
-        restore("backup: daily-partial\nname: p2"),
-        Opts {
-            interactive: true,
-            confirms: vec![false],
-            ..Default::default()
-        },
-    );
+    let op = FakeOperator::confirming(&[false]);
+    let r = h.run_as(&op, restore("backup: daily-partial\nname: p2"), opts());
     assert!(r.err().contains("did not accept"));
     assert!(
-        r.asked[0].contains("Velero restore p2 ended PartiallyFailed"),
+        op.asked()[0].contains("Velero restore p2 ended PartiallyFailed"),
         "{:?}",
-        r.asked
+        op.asked()
     );
-    let r = h.run(
+    let r = h.run_as(
+        &FakeOperator::confirming(&[true]),
         restore("backup: daily-partial\nname: p3"),
-        Opts {
-            interactive: true,
-            confirms: vec![true],
-            ..Default::default()
-        },
+        opts(),
     );
     assert_eq!(r.value()["phase"], "PartiallyFailed");
     assert_eq!(r.value()["errors"], 1);
-    let e = h.run(restore("backup: nope"), Opts::default()).err();
+    let e = h.run(restore("backup: nope"), opts()).err();
     assert!(
         e.contains("Velero backup nope in namespace velero not found"),
         "{e}"
@@ -1422,7 +1244,7 @@ fn argocd_lists_refreshes_and_waits_with_progress() {
         Action::ArgocdWait(act("namespace: argocd")),
         Opts {
             timeout: Some(Duration::from_secs(2)),
-            ..Default::default()
+            ..opts()
         },
     );
     let e = r.err();
@@ -1442,7 +1264,7 @@ fn argocd_lists_refreshes_and_waits_with_progress() {
         Action::ArgocdRefresh(act("name: nextcloud")),
         Opts {
             dry_run: true,
-            ..Default::default()
+            ..opts()
         },
     );
     assert!(r.lines().contains("would set annotation argocd.argoproj.io/refresh on application argocd/nextcloud (OutOfSync/"), "{}", r.lines());
@@ -1458,7 +1280,7 @@ fn argocd_lists_refreshes_and_waits_with_progress() {
     assert_eq!(a["status"]["sync"]["status"], "Synced");
     assert_eq!(a["status"]["health"]["status"], "Healthy");
     let e = h
-        .run(Action::ArgocdApps(act("names: [ghost]")), Opts::default())
+        .run(Action::ArgocdApps(act("names: [ghost]")), opts())
         .err();
     assert!(
         e.contains("Argo CD application(s) ghost in namespace argocd not found"),
@@ -1484,7 +1306,7 @@ fn eso_waits_for_stores_and_external_secrets() {
             w(),
             Opts {
                 timeout: Some(Duration::from_secs(1)),
-                ..Default::default()
+                ..opts()
             },
         )
         .err();
@@ -1538,7 +1360,7 @@ fn longhorn_lists_backups_and_restores_every_volume() {
         Action::LonghornRestore(act("{}")),
         Opts {
             dry_run: true,
-            ..Default::default()
+            ..opts()
         },
     );
     assert!(
@@ -1585,7 +1407,7 @@ fn waiting_for_2000_applications_costs_one_list_and_one_watch() {
         Action::ArgocdWait(act("namespace: argocd")),
         Opts {
             timeout: Some(Duration::from_secs(300)),
-            ..Default::default()
+            ..opts()
         },
     );
     assert_eq!(r.value()["count"], 2000);
@@ -1692,20 +1514,17 @@ steps:
     )
     .unwrap();
     let state = dir.path().join("state");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drctl"))
+    let out = drctl_cmd(&state)
         .args(["run", runbook.to_str().unwrap(), "--yes"])
         .arg("--state-dir")
         .arg(&state)
-        .current_dir(super::root())
-        .env_remove("DRCTL_RUNBOOKS")
         .env_remove("VAULT_ADDR")
         .env_remove("BAO_ADDR")
-        .env("NO_COLOR", "1")
         .envs(sim.env())
         .output()
         .unwrap();
-    let stdout = super::stdout(&out);
-    let stderr = super::stderr(&out);
+    let stdout = stdout(&out);
+    let stderr = stderr(&out);
     let all = format!("{stdout}{stderr}");
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     // Both forwards went to the pod, through local ports that are not OpenBao's.
@@ -1730,13 +1549,7 @@ steps:
             "{address} still accepts after the run"
         );
     }
-    let journal = std::fs::read_dir(state.join("runs"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path().join("journal.json"))
-        .find(|p| p.exists())
-        .expect("a journal");
-    let j = std::fs::read_to_string(journal).unwrap();
+    let j = std::fs::read_to_string(journal_path(&state, &only_run(&state))).unwrap();
     assert!(j.contains(&format!("http://{}", forwards[0])), "{j}");
     assert!(j.contains("\"svc_pod\""), "{j}");
     // kubesim served the tunnels (its log names each one).
@@ -1754,7 +1567,7 @@ steps:
 
 /// A raw HTTP GET through a forward on the backend's runtime (which drives the forward).
 fn http_get(h: &H, address: &str, path: &str) -> String {
-    h.rt.block_on(async {
+    h.harness.block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(address).await.unwrap();
         let req = format!("GET {path} HTTP/1.1\r\nHost: vault\r\nConnection: close\r\n\r\n");
@@ -1811,7 +1624,7 @@ fn port_forward_action_in_process_result_errors_and_end() {
     let e = h
         .run(
             Action::KubePortForward(act("namespace: vault\ntarget: svc/vault-ui\nport: 8200")),
-            Opts::default(),
+            opts(),
         )
         .err();
     assert!(
@@ -1823,7 +1636,7 @@ fn port_forward_action_in_process_result_errors_and_end() {
     let e = h
         .run(
             Action::KubePortForward(act("namespace: vault\ntarget: pod/nope\nport: 8200")),
-            Opts::default(),
+            opts(),
         )
         .err();
     assert!(e.contains("nope") && e.contains("not found"), "{e}");
@@ -1839,7 +1652,7 @@ fn port_forward_action_in_process_result_errors_and_end() {
     let e = h
         .run(
             Action::KubePortForward(act("namespace: vault\ntarget: svc/empty\nport: 8200")),
-            Opts::default(),
+            opts(),
         )
         .err();
     assert!(e.contains("empty"), "{e}");
@@ -1890,24 +1703,21 @@ steps:
     .expect("write the runbook");
     let state = dir.path().join("state");
     let drctl = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_drctl"))
+        drctl_cmd(&state)
             .args(args)
             .args(["--yes", "--output", "json"])
             .arg("--state-dir")
             .arg(&state)
-            .current_dir(super::root())
-            .env_remove("DRCTL_RUNBOOKS")
             .env_remove("VAULT_ADDR")
             .env_remove("BAO_ADDR")
-            .env("NO_COLOR", "1")
             .envs(sim.env())
             .output()
             .expect("drctl runs")
     };
     let first = drctl(&["run", runbook.to_str().expect("utf-8 path")]);
-    assert_eq!(first.status.code(), Some(4), "{}", super::stdout(&first));
-    let evs = super::engine::events(&super::stdout(&first));
-    let run_id = super::engine::run_id_of(&evs);
+    assert_eq!(first.status.code(), Some(4), "{}", stdout(&first));
+    let evs = events(&stdout(&first));
+    let run_id = run_id_of(&evs);
     let url_of = |evs: &[Value]| {
         evs.iter()
             .filter(|e| e["event"] == "step_output" && e["id"] == "forward")
@@ -1921,14 +1731,9 @@ steps:
     assert!(connect_refused(&old), "{old} outlived its drctl process");
 
     let second = drctl(&["resume", &run_id, "--confirm", "pause"]);
-    let out = super::stdout(&second);
-    assert_eq!(
-        second.status.code(),
-        Some(0),
-        "{out}\n{}",
-        super::stderr(&second)
-    );
-    let evs = super::engine::events(&out);
+    let out = stdout(&second);
+    assert_eq!(second.status.code(), Some(0), "{out}\n{}", stderr(&second));
+    let evs = events(&out);
     assert!(
         evs.iter().any(|e| e["event"] == "notice"
             && e["message"]
@@ -1959,20 +1764,17 @@ fn no_kubeconfig_and_no_service_account_say_where_drctl_looked() {
     let home = dir.path().join("home");
     std::fs::create_dir(&home).unwrap();
     let run = |extra: &[&str]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_drctl"));
+        let state = dir.path().join("state");
+        let mut cmd = drctl_cmd(&state);
         cmd.args(["run", runbook.to_str().unwrap(), "--yes", "--state-dir"])
-            .arg(dir.path().join("state"))
+            .arg(&state)
             .args(extra)
             .env_remove("KUBECONFIG")
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("KUBERNETES_SERVICE_PORT")
-            .env("HOME", &home)
-            .env("NO_COLOR", "1");
+            .env("HOME", &home);
         let o = cmd.output().unwrap();
-        (
-            o.status.success(),
-            format!("{}{}", super::stdout(&o), super::stderr(&o)),
-        )
+        (o.status.success(), format!("{}{}", stdout(&o), stderr(&o)))
     };
     let (ok, all) = run(&[]);
     assert!(!ok, "{all}");

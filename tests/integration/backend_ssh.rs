@@ -4,60 +4,23 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use drctl::backends::etcd::EtcdBackend;
 use drctl::backends::ssh::{SshBackend, SshOptions};
-use drctl::exec::backend::{ActionCtx, ActionError, ActionResult, Backend, Cancel, EventBus};
-use drctl::exec::context::{RunInfo, Values};
-use drctl::exec::events::{Reporter, RunEvent};
-use drctl::exec::prompt::{Operator, PromptError};
+use drctl::exec::backend::{ActionError, Backend};
 use drctl::runbook::Action;
-use drctl::secret::Redactor;
 
-use super::engine::drctl_cmd;
-use super::lab::{Etcd, EtcdSupervisor, Sshd, pid_alive, wait_until};
+use super::lab::{Etcd, EtcdSupervisor, Sshd, wait_until};
+use crate::support::cli::{drctl_cmd, root, unique};
+use crate::support::harness::{CtrlC, Opts, Run, perform};
+use crate::support::operator::FakeOperator;
+use crate::support::process::pid_alive;
 
 // ---------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------
-
-type Seen = Arc<Mutex<Vec<(Instant, String)>>>;
-
-/// Keeps every output line with the time it arrived.
-struct Lines(Seen);
-
-impl Reporter for Lines {
-    fn event(&mut self, e: &RunEvent) {
-        if let RunEvent::StepOutput { line, .. } = e {
-            self.0
-                .lock()
-                .expect("lines")
-                .push((Instant::now(), line.clone()));
-        }
-    }
-}
-
-struct NoOperator;
-
-impl Operator for NoOperator {
-    fn interactive(&self) -> bool {
-        false
-    }
-    fn ask_secret(&self, _: &str) -> Result<String, PromptError> {
-        Err(PromptError::NoOperator("test".into()))
-    }
-    fn ask(&self, _: &str, _: Option<&str>) -> Result<String, PromptError> {
-        Err(PromptError::NoOperator("test".into()))
-    }
-    fn confirm(&self, _: &str, _: bool) -> Result<bool, PromptError> {
-        Err(PromptError::NoOperator("test".into()))
-    }
-    fn show_secret_once(&self, _: &str, _: &str) -> Result<(), PromptError> {
-        Err(PromptError::NoOperator("test".into()))
-    }
-}
 
 /// One action from its YAML (the value under the step).
 fn action(yaml: &str) -> Action {
@@ -70,96 +33,19 @@ fn action(yaml: &str) -> Action {
     rb.main_steps().next().expect("one step").action.clone()
 }
 
-struct Outcome {
-    result: Result<ActionResult, ActionError>,
-    lines: Vec<(Instant, String)>,
-    took: Duration,
-}
-
-impl Outcome {
-    fn ok(&self) -> &ActionResult {
-        match &self.result {
-            Ok(r) => r,
-            Err(e) => panic!("action failed: {e}\noutput: {:?}", self.text()),
-        }
-    }
-
-    fn err(&self) -> String {
-        match &self.result {
-            Ok(r) => panic!("action succeeded: {:?}\noutput: {:?}", r.value, self.text()),
-            Err(e) => e.to_string(),
-        }
-    }
-
-    fn text(&self) -> Vec<&str> {
-        self.lines.iter().map(|(_, l)| l.as_str()).collect()
-    }
-}
-
-/// Runs `a` like the engine: a rehearsal sets dry_run, a timeout drops the future.
-fn exec(b: &dyn Backend, a: &Action, dry_run: bool, timeout: Option<Duration>) -> Outcome {
-    exec_cancel(b, a, dry_run, timeout, None)
-}
-
-/// Like `exec`, pressing Ctrl-C after `cancel_after`.
-fn exec_cancel(
-    b: &dyn Backend,
-    a: &Action,
-    dry_run: bool,
-    timeout: Option<Duration>,
-    cancel_after: Option<Duration>,
-) -> Outcome {
-    let seen: Seen = Arc::default();
-    let bus = EventBus::new(Redactor::new());
-    bus.add(Box::new(Lines(seen.clone())));
-    let run = RunInfo {
-        id: "t".into(),
-        runbook: "t".into(),
-        operator: "test".into(),
-        dry_run,
-        started_at: "now".into(),
-        failed_step: None,
-    };
-    let values = Values::new(run, Redactor::new());
-    let (tx, cancel) = Cancel::never();
-    let ctx = ActionCtx {
-        step_id: "s",
-        values: &values,
-        dry_run,
-        bus: &bus,
-        cancel: &cancel,
-        timeout,
-        quiet: false,
-        operator: &NoOperator,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let start = Instant::now();
-    let result = rt.block_on(async {
-        if let Some(after) = cancel_after {
-            tokio::spawn(async move {
-                tokio::time::sleep(after).await;
-                let _ = tx.send(1);
-            });
-        }
-        let fut = b.execute(a, &ctx);
-        match timeout {
-            Some(t) => match tokio::time::timeout(t, fut).await {
-                Ok(r) => r,
-                Err(_) => Err(ActionError::Timeout(format!("{t:?}"))),
-            },
-            None => fut.await,
-        }
-    });
-    let took = start.elapsed();
-    let lines = seen.lock().expect("lines").clone();
-    Outcome {
-        result,
-        lines,
-        took,
-    }
+/// Runs `a` like the engine, unattended: a rehearsal sets dry_run, a timeout drops the
+/// future.
+fn exec(b: &dyn Backend, a: &Action, dry_run: bool, timeout: Option<Duration>) -> Run {
+    perform(
+        b,
+        a,
+        &FakeOperator::unattended(),
+        Opts {
+            dry_run,
+            timeout,
+            ..Default::default()
+        },
+    )
 }
 
 fn ssh_backend(sshd: &Sshd) -> SshBackend {
@@ -172,10 +58,6 @@ fn etcd_backend(sshd: &Sshd) -> EtcdBackend {
     EtcdBackend::new(SshOptions {
         config: Some(sshd.config_path()),
     })
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{:016x}", rand::random::<u64>())
 }
 
 /// Every process's command line (NULs as spaces).
@@ -227,12 +109,12 @@ fn ssh_run_streams_and_captures_output_and_fails_on_nonzero_exit() {
     assert_eq!(r.value["host"], "control-plane");
     // Live: the first line arrived while the command was still sleeping.
     let first = o
-        .lines
+        .output
         .iter()
         .find(|(_, l)| l == "first")
         .expect("first line");
     let second = o
-        .lines
+        .output
         .iter()
         .find(|(_, l)| l == "second")
         .expect("second line");
@@ -353,7 +235,7 @@ fn ssh_run_timeout_stops_the_remote_command() {
         (h.join().expect("action thread"), seen)
     });
     assert!(seen, "the remote `sleep {tag}` never ran");
-    assert!(o.took < Duration::from_secs(4), "took {:?}", o.took);
+    assert!(o.elapsed < Duration::from_secs(4), "took {:?}", o.elapsed);
     let e = o.err();
     assert!(e.contains("timed out"), "{e}");
     assert!(o.text().contains(&"started"), "{:?}", o.text());
@@ -371,13 +253,23 @@ fn ssh_run_ctrl_c_stops_the_remote_command() {
     let a = action(&format!(
         "ssh.run:\n  host: control-plane\n  command: 'sleep {tag}; echo never'"
     ));
-    let o = exec_cancel(&b, &a, false, None, Some(Duration::from_millis(1500)));
+    // Ctrl-C after 1.5 s.
+    let o = perform(
+        &b,
+        &a,
+        &FakeOperator::unattended(),
+        Opts {
+            timeout: None,
+            ctrl_c: CtrlC::After(Duration::from_millis(1500)),
+            ..Default::default()
+        },
+    );
     assert!(
         matches!(o.result, Err(ActionError::Cancelled)),
         "{:?}",
         o.result.as_ref().err()
     );
-    assert!(o.took < Duration::from_secs(8), "took {:?}", o.took);
+    assert!(o.elapsed < Duration::from_secs(8), "took {:?}", o.elapsed);
     assert!(
         wait_until(Duration::from_secs(8), || !all_cmdlines()
             .iter()
@@ -677,7 +569,7 @@ fn drctl_restores_etcd_from_a_snapshot_on_the_lab_control_plane() {
         set("etcd_restore_dir", &sup.dir().join("etcd").join("restore")),
         format!("etcd_endpoint={}", sup.client_url()),
     ];
-    let rb = super::root().join("tests/fixtures/ssh/etcd-restore-lab.yaml");
+    let rb = root().join("tests/fixtures/ssh/etcd-restore-lab.yaml");
     let run = |extra: &[&str]| {
         let mut cmd = drctl_cmd(&state);
         cmd.arg("run").arg(&rb).arg("--yes").args(extra);

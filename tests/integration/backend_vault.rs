@@ -3,239 +3,29 @@
 //! get, kv-populate with resume, rekey through both APIs, wait-unsealed, and the drctl
 //! binary end to end. Every test checks Vault's own state, not only drctl's answer.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use drctl::backends::vault::{VaultBackend, example_secrets};
-use drctl::exec::backend::{ActionCtx, ActionError, ActionResult, Backend, Cancel, EventBus};
-use drctl::exec::context::{RunInfo, Values};
-use drctl::exec::events::{Reporter, RunEvent};
-use drctl::exec::prompt::{Operator, PromptError};
+use drctl::exec::backend::ActionError;
 use drctl::runbook::action::{
     RekeyMethod, VaultExpect, VaultInit, VaultKvGet, VaultKvPopulate, VaultKvPut, VaultRekey,
     VaultRekeyVerify, VaultStatus, VaultUnseal, VaultWaitUnsealed,
 };
 use drctl::runbook::{Action, Text};
-use drctl::secret::Redactor;
 use indexmap::IndexMap;
 use serde_json::{Value, json};
 
-use super::lab::{OpenBao, pid_alive};
+use super::lab::OpenBao;
+use crate::support::cli::{drctl_cmd, root, stderr, stdout};
+use crate::support::harness::{Opts, perform};
+use crate::support::operator::FakeOperator;
+use crate::support::process::pid_alive;
+use crate::support::secrets::assert_not_written;
 
-// ---------------------------------------------------------------------------------------
-// A scripted operator and a harness that runs one action in-process
-// ---------------------------------------------------------------------------------------
-
-/// Answers from a script; records what was asked and shown.
-#[derive(Default)]
-struct FakeOperator {
-    interactive: bool,
-    /// Answers to masked questions; `None` is the operator pressing Ctrl-C.
-    secrets: Mutex<VecDeque<Option<String>>>,
-    confirms: Mutex<VecDeque<bool>>,
-    answers: Mutex<VecDeque<String>>,
-    asked: Mutex<Vec<String>>,
-    shown: Mutex<Vec<(String, String)>>,
-    /// Enter the shown shares back when asked next (after one typo), as a holder would.
-    echo_shown: bool,
-}
-
-impl FakeOperator {
-    fn new(secrets: &[&str]) -> Self {
-        FakeOperator {
-            interactive: true,
-            secrets: Mutex::new(secrets.iter().map(|s| Some(s.to_string())).collect()),
-            ..Default::default()
-        }
-    }
-
-    fn unattended() -> Self {
-        FakeOperator::default()
-    }
-
-    fn push_secret(&self, s: Option<&str>) {
-        self.secrets.lock().unwrap().push_back(s.map(str::to_owned));
-    }
-
-    fn asked(&self) -> Vec<String> {
-        self.asked.lock().unwrap().clone()
-    }
-
-    fn shown(&self) -> Vec<(String, String)> {
-        self.shown.lock().unwrap().clone()
-    }
-}
-
-impl Operator for FakeOperator {
-    fn interactive(&self) -> bool {
-        self.interactive
-    }
-
-    fn ask_secret(&self, prompt: &str) -> Result<String, PromptError> {
-        self.asked.lock().unwrap().push(prompt.to_owned());
-        match self.secrets.lock().unwrap().pop_front() {
-            Some(Some(s)) => Ok(s),
-            Some(None) => Err(PromptError::Aborted),
-            None => panic!("unexpected masked question: {prompt}"),
-        }
-    }
-
-    fn ask(&self, prompt: &str, _default: Option<&str>) -> Result<String, PromptError> {
-        self.asked.lock().unwrap().push(prompt.to_owned());
-        Ok(self.answers.lock().unwrap().pop_front().unwrap_or_default())
-    }
-
-    fn confirm(&self, prompt: &str, default: bool) -> Result<bool, PromptError> {
-        self.asked.lock().unwrap().push(prompt.to_owned());
-        Ok(self.confirms.lock().unwrap().pop_front().unwrap_or(default))
-    }
-
-    fn show_secret_once(&self, title: &str, body: &str) -> Result<(), PromptError> {
-        assert!(self.interactive, "shown without an operator");
-        self.shown
-            .lock()
-            .unwrap()
-            .push((title.to_owned(), body.to_owned()));
-        if self.echo_shown {
-            let mut q = self.secrets.lock().unwrap();
-            let shares: Vec<String> = body
-                .lines()
-                .filter(|l| l.starts_with("New "))
-                .filter_map(|l| l.rsplit(' ').next().map(str::to_owned))
-                .collect();
-            for k in shares.iter().rev() {
-                q.push_front(Some(k.clone()));
-            }
-            q.push_front(Some("AAAA-a-typo-in-the-copy".into()));
-        }
-        Ok(())
-    }
-}
-
-#[derive(Clone, Default)]
-struct Events(Arc<Mutex<Vec<String>>>);
-
-impl Reporter for Events {
-    fn event(&mut self, e: &RunEvent) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(serde_json::to_string(e).unwrap());
-    }
-}
-
-/// What one action did: its result, the events it emitted (as JSON), and the redactor.
-struct Run {
-    result: Result<ActionResult, ActionError>,
-    events: String,
-    redactor: Redactor,
-}
-
-impl Run {
-    fn ok(&self) -> &ActionResult {
-        match &self.result {
-            Ok(r) => r,
-            Err(e) => panic!("action failed: {e}\nevents:\n{}", self.events),
-        }
-    }
-
-    fn err(&self) -> String {
-        match &self.result {
-            Ok(r) => panic!("action succeeded: {:?}", r.value),
-            Err(e) => e.to_string(),
-        }
-    }
-
-    fn ok_lines_contain(&self, s: &str) -> bool {
-        self.events.contains(s)
-    }
-
-    /// Every text the run produced that could reach a screen, log or journal.
-    fn visible(&self) -> String {
-        let mut s = self.events.clone();
-        match &self.result {
-            Ok(r) => s.push_str(&r.lines.join("\n")),
-            Err(e) => s.push_str(&e.to_string()),
-        }
-        s
-    }
-}
-
-struct Opts {
-    dry_run: bool,
-    quiet: bool,
-    timeout: Option<Duration>,
-    inputs: Vec<(&'static str, String)>,
-}
-
-impl Default for Opts {
-    fn default() -> Self {
-        Opts {
-            dry_run: false,
-            quiet: false,
-            timeout: Some(Duration::from_secs(60)),
-            inputs: Vec::new(),
-        }
-    }
-}
-
-fn perform(action: &Action, op: &dyn Operator, opts: Opts) -> Run {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let redactor = Redactor::new();
-    let mut values = Values::new(
-        RunInfo {
-            id: "test-run".into(),
-            runbook: "test".into(),
-            operator: "tester".into(),
-            dry_run: opts.dry_run,
-            started_at: "now".into(),
-            failed_step: None,
-        },
-        redactor.clone(),
-    );
-    for (k, v) in &opts.inputs {
-        redactor.add(v);
-        values
-            .inputs
-            .insert((*k).to_owned(), minijinja::Value::from(v.clone()));
-    }
-    let bus = EventBus::new(redactor.clone());
-    let events = Events::default();
-    bus.add(Box::new(events.clone()));
-    let (_tx, cancel) = Cancel::never();
-    // Connection defaults come from the action; the environment of the test runner is ignored.
-    let backend = VaultBackend::from_lookup(|_| None);
-    assert!(backend.handles(action));
-    let ctx = ActionCtx {
-        step_id: "step",
-        values: &values,
-        dry_run: opts.dry_run,
-        bus: &bus,
-        cancel: &cancel,
-        timeout: opts.timeout,
-        quiet: opts.quiet,
-        operator: op,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let fut = backend.execute(action, &ctx);
-    let result = rt.block_on(async {
-        match opts.timeout {
-            Some(t) => tokio::time::timeout(t, fut)
-                .await
-                .unwrap_or_else(|_| Err(ActionError::Timeout(format!("{t:?}")))),
-            None => fut.await,
-        }
-    });
-    let events = events.0.lock().unwrap().join("\n");
-    Run {
-        result,
-        events,
-        redactor,
-    }
+/// The backend with its connection defaults from the action: the environment of the test
+/// runner is ignored.
+fn vault() -> VaultBackend {
+    VaultBackend::from_lookup(|_| None)
 }
 
 fn t(s: &str) -> Text {
@@ -297,6 +87,7 @@ fn init_shows_once_then_two_holders_unseal_past_a_bad_share_and_a_restart_keeps_
 
     // Status of a new server; `expect` is checked.
     let r = perform(
+        &vault(),
         &status(&addr, Some(false), None),
         &FakeOperator::unattended(),
         Opts::default(),
@@ -312,6 +103,7 @@ fn init_shows_once_then_two_holders_unseal_past_a_bad_share_and_a_restart_keeps_
         "{v}"
     );
     let r = perform(
+        &vault(),
         &status(&addr, Some(true), None),
         &FakeOperator::unattended(),
         Opts::default(),
@@ -332,7 +124,12 @@ fn init_shows_once_then_two_holders_unseal_past_a_bad_share_and_a_restart_keeps_
         })
     };
     // Nobody to show the keys to and no secret output to hold them: refused before init.
-    let r = perform(&init(false), &FakeOperator::unattended(), Opts::default());
+    let r = perform(
+        &vault(),
+        &init(false),
+        &FakeOperator::unattended(),
+        Opts::default(),
+    );
     assert!(
         matches!(r.result, Err(ActionError::NeedsOperator(_))),
         "{}",
@@ -343,10 +140,16 @@ fn init_shows_once_then_two_holders_unseal_past_a_bad_share_and_a_restart_keeps_
         "refused init left Vault alone"
     );
     // Wrong kind of shares for a Shamir seal.
-    let r = perform(&init(true), &FakeOperator::new(&[]), Opts::default());
+    let r = perform(
+        &vault(),
+        &init(true),
+        &FakeOperator::new(&[]),
+        Opts::default(),
+    );
     assert!(r.err().contains("Shamir seal"), "{}", r.err());
     // Rehearsal: reads the state, changes nothing.
     let r = perform(
+        &vault(),
         &init(false),
         &FakeOperator::new(&[]),
         Opts {
@@ -371,7 +174,7 @@ fn init_shows_once_then_two_holders_unseal_past_a_bad_share_and_a_restart_keeps_
         .lock()
         .unwrap()
         .push_back(file.display().to_string());
-    let r = perform(&init(false), &op, Opts::default());
+    let r = perform(&vault(), &init(false), &op, Opts::default());
     let v = r.ok().value.clone();
     let keys: Vec<String> = serde_json::from_value(v["keys_base64"].clone()).unwrap();
     let root = v["root_token"].as_str().unwrap().to_owned();
@@ -398,7 +201,12 @@ fn init_shows_once_then_two_holders_unseal_past_a_bad_share_and_a_restart_keeps_
         assert_eq!(r.redactor.redact(s), "****");
     }
     // A second init is refused with a clear message.
-    let r = perform(&init(false), &FakeOperator::new(&[]), Opts::default());
+    let r = perform(
+        &vault(),
+        &init(false),
+        &FakeOperator::new(&[]),
+        Opts::default(),
+    );
     assert!(r.err().contains("already initialised"), "{}", r.err());
 
     // Two holders; Alice's first share is wrong. OpenBao accepts it as progress, rejects
@@ -409,7 +217,7 @@ fn init_shows_once_then_two_holders_unseal_past_a_bad_share_and_a_restart_keeps_
         holders: vec!["alice".into(), "bob".into()],
     });
     let op = FakeOperator::new(&[&wrong_share(&keys[0]), &keys[1], &keys[0], &keys[1]]);
-    let r = perform(&unseal, &op, Opts::default());
+    let r = perform(&vault(), &unseal, &op, Opts::default());
     assert_eq!(r.ok().value["sealed"], false);
     let lines = r.ok().lines.join("\n");
     assert!(
@@ -434,6 +242,7 @@ fn init_shows_once_then_two_holders_unseal_past_a_bad_share_and_a_restart_keeps_
     // Data survives a restart, which comes back sealed; unseal from secret inputs.
     bao.enable_kv2(&root, "secret");
     let r = perform(
+        &vault(),
         &kv_put(&addr, &root, "infra/velero", &[("key", "v-before-restart")]),
         &FakeOperator::unattended(),
         Opts::default(),
@@ -443,6 +252,7 @@ fn init_shows_once_then_two_holders_unseal_past_a_bad_share_and_a_restart_keeps_
     bao.restart();
     assert!(!pid_alive(old));
     let r = perform(
+        &vault(),
         &status(&addr, Some(true), Some(true)),
         &FakeOperator::unattended(),
         Opts::default(),
@@ -450,6 +260,7 @@ fn init_shows_once_then_two_holders_unseal_past_a_bad_share_and_a_restart_keeps_
     assert_eq!(r.ok().value["threshold"], 2);
     // A token action on a sealed Vault says so.
     let r = perform(
+        &vault(),
         &kv_get(&addr, &root, "infra/velero", &[]),
         &FakeOperator::unattended(),
         Opts::default(),
@@ -461,10 +272,11 @@ fn init_shows_once_then_two_holders_unseal_past_a_bad_share_and_a_restart_keeps_
         holders: vec![],
     });
     let r = perform(
+        &vault(),
         &unseal_inputs,
         &FakeOperator::unattended(),
         Opts {
-            inputs: vec![("k1", keys[0].clone()), ("k3", keys[2].clone())],
+            inputs: vec![("k1", keys[0].clone(), true), ("k3", keys[2].clone(), true)],
             ..Default::default()
         },
     );
@@ -474,7 +286,7 @@ fn init_shows_once_then_two_holders_unseal_past_a_bad_share_and_a_restart_keeps_
         "v-before-restart"
     );
     // Already unsealed: nothing to do.
-    let r = perform(&unseal, &FakeOperator::new(&[]), Opts::default());
+    let r = perform(&vault(), &unseal, &FakeOperator::new(&[]), Opts::default());
     assert!(r.ok().lines[0].contains("already unsealed"));
 }
 
@@ -485,7 +297,7 @@ fn kv_put_and_get_write_and_check_keys_with_clear_errors() {
     let root = init.root_token.clone();
     bao.enable_kv2(&root, "secret");
     let op = FakeOperator::unattended();
-    let inputs = || vec![("pw", "s3cr3t-db-password".to_string())];
+    let inputs = || vec![("pw", "s3cr3t-db-password".to_string(), true)];
 
     let put = kv_put(
         &addr,
@@ -495,6 +307,7 @@ fn kv_put_and_get_write_and_check_keys_with_clear_errors() {
     );
     // Rehearsal first: nothing written, keys named, no value shown.
     let r = perform(
+        &vault(),
         &put,
         &op,
         Opts {
@@ -513,6 +326,7 @@ fn kv_put_and_get_write_and_check_keys_with_clear_errors() {
     );
     assert!(kv_data(&bao, &root, "apps/db").is_none());
     let r = perform(
+        &vault(),
         &put,
         &op,
         Opts {
@@ -528,6 +342,7 @@ fn kv_put_and_get_write_and_check_keys_with_clear_errors() {
     assert!(!r.visible().contains("s3cr3t-db-password"));
     // The same values again: no new version.
     let r = perform(
+        &vault(),
         &put,
         &op,
         Opts {
@@ -539,6 +354,7 @@ fn kv_put_and_get_write_and_check_keys_with_clear_errors() {
     // A rehearsal of a change names what would be replaced or removed.
     let put2 = kv_put(&addr, &root, "apps/db", &[("password", "another-value")]);
     let r = perform(
+        &vault(),
         &put2,
         &op,
         Opts {
@@ -553,6 +369,7 @@ fn kv_put_and_get_write_and_check_keys_with_clear_errors() {
     );
 
     let r = perform(
+        &vault(),
         &kv_get(&addr, &root, "apps/db", &["password", "user"]),
         &op,
         Opts::default(),
@@ -560,12 +377,14 @@ fn kv_put_and_get_write_and_check_keys_with_clear_errors() {
     assert_eq!(r.ok().lines, vec!["password: present", "user: present"]);
     assert!(!r.visible().contains("s3cr3t-db-password"));
     let r = perform(
+        &vault(),
         &kv_get(&addr, &root, "apps/db", &["password", "api_key"]),
         &op,
         Opts::default(),
     );
     assert!(r.err().contains("lacks the key(s) api_key"), "{}", r.err());
     let r = perform(
+        &vault(),
         &kv_get(&addr, &root, "apps/nope", &[]),
         &op,
         Opts::default(),
@@ -578,6 +397,7 @@ fn kv_put_and_get_write_and_check_keys_with_clear_errors() {
 
     // Wrong token, a token without the policy, a missing mount, an unreachable server.
     let r = perform(
+        &vault(),
         &kv_get(&addr, "s.not-a-real-token", "apps/db", &[]),
         &op,
         Opts::default(),
@@ -591,7 +411,12 @@ fn kv_put_and_get_write_and_check_keys_with_clear_errors() {
     );
     assert_eq!(s, 200, "{v}");
     let weak = v["auth"]["client_token"].as_str().unwrap().to_owned();
-    let r = perform(&kv_get(&addr, &weak, "apps/db", &[]), &op, Opts::default());
+    let r = perform(
+        &vault(),
+        &kv_get(&addr, &weak, "apps/db", &[]),
+        &op,
+        Opts::default(),
+    );
     assert!(
         r.err().contains("permission denied") && r.err().contains("policies"),
         "{}",
@@ -601,14 +426,14 @@ fn kv_put_and_get_write_and_check_keys_with_clear_errors() {
     if let Action::VaultKvGet(a) = &mut nomount {
         a.mount = t("kv");
     }
-    let r = perform(&nomount, &op, Opts::default());
+    let r = perform(&vault(), &nomount, &op, Opts::default());
     assert!(
         r.err().contains("no secrets engine is mounted at `kv/`"),
         "{}",
         r.err()
     );
     let dead = format!("http://127.0.0.1:{}", super::lab::free_port());
-    let r = perform(&status(&dead, None, None), &op, Opts::default());
+    let r = perform(&vault(), &status(&dead, None, None), &op, Opts::default());
     assert!(
         r.err().contains("cannot reach Vault at") && r.err().contains("VAULT_ADDR"),
         "{}",
@@ -621,7 +446,7 @@ fn kv_put_and_get_write_and_check_keys_with_clear_errors() {
 
 #[test]
 fn example_files_give_paths_and_keys() {
-    let repo = super::root().join("tests/fixtures/vault/repo");
+    let repo = root().join("tests/fixtures/vault/repo");
     let found = example_secrets(&repo, "**/*.example").unwrap();
     let got: Vec<(String, Vec<String>)> = found.into_iter().map(|e| (e.path, e.keys)).collect();
     let want: Vec<(String, Vec<String>)> = vec![
@@ -659,7 +484,7 @@ fn kv_populate_asks_each_value_stops_half_way_and_resumes() {
     // A copy of the fixture repository, with a `.git` dir that must be ignored.
     let repo = tempfile::tempdir().unwrap();
     copy_dir(
-        &super::root().join("tests/fixtures/vault/repo"),
+        &crate::support::cli::root().join("tests/fixtures/vault/repo"),
         repo.path(),
     );
     std::fs::create_dir_all(repo.path().join(".git")).unwrap();
@@ -682,10 +507,10 @@ fn kv_populate_asks_each_value_stops_half_way_and_resumes() {
     });
     let opts = |dry_run| Opts {
         dry_run,
-        inputs: vec![("token", root.clone())],
+        inputs: vec![("token", root.clone(), true)],
         ..Default::default()
     };
-    let r = perform(&populate, &FakeOperator::new(&[]), opts(true));
+    let r = perform(&vault(), &populate, &FakeOperator::new(&[]), opts(true));
     let l = r.ok().lines.join("\n");
     assert!(l.contains("4 secret(s), 7 key(s), from 4 file(s)"), "{l}");
     assert!(
@@ -697,7 +522,12 @@ fn kv_populate_asks_each_value_stops_half_way_and_resumes() {
         "{l}"
     );
     // Unattended: says what is left, writes nothing.
-    let r = perform(&populate, &FakeOperator::unattended(), opts(false));
+    let r = perform(
+        &vault(),
+        &populate,
+        &FakeOperator::unattended(),
+        opts(false),
+    );
     assert!(
         matches!(r.result, Err(ActionError::NeedsOperator(_))),
         "{}",
@@ -707,7 +537,7 @@ fn kv_populate_asks_each_value_stops_half_way_and_resumes() {
     // The operator enters the first secret (two values), then stops (Ctrl-C).
     let op = FakeOperator::new(&["authentik-pg-pass", "authentik-secret-key"]);
     op.push_secret(None);
-    let r = perform(&populate, &op, opts(false));
+    let r = perform(&vault(), &populate, &op, opts(false));
     assert!(
         matches!(r.result, Err(ActionError::AbortedByOperator)),
         "{}",
@@ -735,7 +565,7 @@ fn kv_populate_asks_each_value_stops_half_way_and_resumes() {
         "AKIAEXAMPLE",
         "velero-secret-key",
     ]);
-    let r = perform(&populate, &op, opts(false));
+    let r = perform(&vault(), &populate, &op, opts(false));
     let v = &r.ok().value;
     assert_eq!(
         v["written"],
@@ -796,13 +626,13 @@ fn rekey_and_prove(bao: &mut OpenBao, init: &super::lab::BaoInit, method: &str, 
         dry_run,
         quiet,
         inputs: vec![
-            ("token", init.root_token.clone()),
-            ("k1", init.keys[0].clone()),
-            ("k2", init.keys[1].clone()),
+            ("token", init.root_token.clone(), true),
+            ("k1", init.keys[0].clone(), true),
+            ("k2", init.keys[1].clone(), true),
         ],
         ..Default::default()
     };
-    let r = perform(&rekey, &FakeOperator::new(&[]), opts(true, false));
+    let r = perform(&vault(), &rekey, &FakeOperator::new(&[]), opts(true, false));
     assert!(
         r.ok().lines.join("\n").contains(&format!("({method})")),
         "{:?}",
@@ -813,7 +643,7 @@ fn rekey_and_prove(bao: &mut OpenBao, init: &super::lab::BaoInit, method: &str, 
             echo_shown: true,
             ..FakeOperator::new(&[])
         };
-        let r = perform(&rekey, &op, opts(false, false));
+        let r = perform(&vault(), &rekey, &op, opts(false, false));
         assert_eq!(op.shown().len(), 1, "shown once");
         let verify: Vec<String> = op
             .asked()
@@ -824,7 +654,12 @@ fn rekey_and_prove(bao: &mut OpenBao, init: &super::lab::BaoInit, method: &str, 
         r
     } else {
         // Nobody at the keyboard: the step's secret outputs hold the new shares.
-        perform(&rekey, &FakeOperator::unattended(), opts(false, true))
+        perform(
+            &vault(),
+            &rekey,
+            &FakeOperator::unattended(),
+            opts(false, true),
+        )
     };
     let v = r.ok().value.clone();
     assert_eq!(v["method"], method);
@@ -835,6 +670,12 @@ fn rekey_and_prove(bao: &mut OpenBao, init: &super::lab::BaoInit, method: &str, 
         assert!(!r.visible().contains(k.as_str()));
     }
     // Vault's word: after a restart the old shares fail and two new ones unseal.
+    assert_only_new_shares_unseal(bao, init, &new);
+}
+
+/// After a restart, an old share is only progress (a second one is refused), and the new
+/// shares unseal.
+fn assert_only_new_shares_unseal(bao: &mut OpenBao, init: &super::lab::BaoInit, new: &[String]) {
     bao.restart();
     let s = bao
         .unseal_key(&init.keys[0])
@@ -855,17 +696,7 @@ fn rekey_uses_sys_rekey_where_it_answers_and_rotate_root_where_it_does_not() {
 
     // OpenBao's default (2.5+): sys/rekey answers 405; the authenticated API is used.
     let (mut b, init_b) = OpenBao::start_unsealed();
-    let cfg = std::fs::read_to_string(b.config_path()).unwrap();
-    let cfg: String = cfg
-        .lines()
-        .filter(|l| !l.contains("disable_unauthed_rekey_endpoints"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(b.config_path(), cfg).unwrap();
-    b.restart();
-    b.unseal(&init_b.keys[..2]);
-    let (s, _) = b.request("GET", "sys/rekey/init", None, None);
-    assert_eq!(s, 405, "sys/rekey disabled");
+    b.disable_unauthed_rekey(&init_b.keys[..2]);
     rekey_and_prove(&mut b, &init_b, "rotate-root", false);
 }
 
@@ -894,12 +725,12 @@ fn rekey_shows_new_shares_once_and_has_them_entered_back() {
         "AAAAnot-a-new-share",
         "AAAAnot-a-new-share",
     ]);
-    let r = perform(&rekey, &op, Opts::default());
+    let r = perform(&vault(), &rekey, &op, Opts::default());
     let e = r.err();
     assert!(e.contains("cancelled") && e.contains("stay valid"), "{e}");
     assert_eq!(op.shown().len(), 1);
     assert!(
-        r.ok_lines_contain("rejected the shares at the threshold"),
+        r.events.contains("rejected the shares at the threshold"),
         "{}",
         r.events
     );
@@ -953,15 +784,15 @@ fn rekey_verify_action(addr: &str) -> Action {
 }
 
 /// Unattended (`--yes`, the new shares captured as secret outputs), with the inputs.
-fn unattended(init: &super::lab::BaoInit, new: Option<&[String]>) -> Opts {
+fn unattended(init: &super::lab::BaoInit, new: Option<&[String]>) -> Opts<'static> {
     let mut inputs = vec![
-        ("token", init.root_token.clone()),
-        ("k1", init.keys[0].clone()),
-        ("k2", init.keys[1].clone()),
+        ("token", init.root_token.clone(), true),
+        ("k1", init.keys[0].clone(), true),
+        ("k2", init.keys[1].clone(), true),
     ];
     if let Some(n) = new {
-        inputs.push(("n1", n[0].clone()));
-        inputs.push(("n2", n[1].clone()));
+        inputs.push(("n1", n[0].clone(), true));
+        inputs.push(("n2", n[1].clone(), true));
     }
     Opts {
         quiet: true,
@@ -1000,7 +831,12 @@ fn rekey_pending_then_verify(
     let rekey = rekey_pending_action(&addr);
 
     // 1. verify: false generates a new share and leaves it pending: the old ones still work.
-    let r = perform(&rekey, &FakeOperator::unattended(), unattended(init, None));
+    let r = perform(
+        &vault(),
+        &rekey,
+        &FakeOperator::unattended(),
+        unattended(init, None),
+    );
     let v = r.ok().value.clone();
     assert_eq!(
         (v["method"].as_str(), v["verified"].as_bool()),
@@ -1019,7 +855,12 @@ fn rekey_pending_then_verify(
     assert_eq!(rekey_state(bao, base, &root), (true, nonce.clone()));
 
     // 2. Started again (a resumed run): the pending rekey is cancelled, a new one started.
-    let r = perform(&rekey, &FakeOperator::unattended(), unattended(init, None));
+    let r = perform(
+        &vault(),
+        &rekey,
+        &FakeOperator::unattended(),
+        unattended(init, None),
+    );
     let v = r.ok().value.clone();
     assert!(
         r.visible().contains("already in progress")
@@ -1038,6 +879,7 @@ fn rekey_pending_then_verify(
     // 3. The first attempt's share no longer verifies: the rekey stays pending.
     let verify = rekey_verify_action(&addr);
     let r = perform(
+        &vault(),
         &verify,
         &FakeOperator::unattended(),
         unattended(init, Some(&first)),
@@ -1061,6 +903,7 @@ fn rekey_pending_then_verify(
     // 5. Nothing pending and the share is not Vault's: the documented failure, nothing
     //    changed (the test rekey cancelled again).
     let r = perform(
+        &vault(),
         &verify,
         &FakeOperator::unattended(),
         unattended(init, Some(&second)),
@@ -1084,9 +927,15 @@ fn rekey_pending_then_verify(
     assert!(!r.visible().contains(second[0].as_str()));
 
     // 6. A fresh pending rekey, verified: from now on only the new share unseals.
-    let r = perform(&rekey, &FakeOperator::unattended(), unattended(init, None));
+    let r = perform(
+        &vault(),
+        &rekey,
+        &FakeOperator::unattended(),
+        unattended(init, None),
+    );
     let new: Vec<String> = serde_json::from_value(r.ok().value["keys_base64"].clone()).unwrap();
     let r = perform(
+        &vault(),
         &verify,
         &FakeOperator::unattended(),
         unattended(init, Some(&new)),
@@ -1112,6 +961,7 @@ fn rekey_pending_then_verify(
     // 7. Verified again (a resume after a crash right after Vault accepted it): nothing is
     //    pending, and the share is Vault's current one: success, nothing changed.
     let r = perform(
+        &vault(),
         &verify,
         &FakeOperator::unattended(),
         unattended(init, Some(&new)),
@@ -1129,16 +979,7 @@ fn rekey_pending_then_verify(
     );
 
     // 8. Vault's word: after a restart the old shares are refused, the new one unseals.
-    bao.restart();
-    let s = bao
-        .unseal_key(&init.keys[0])
-        .expect("one share is progress");
-    assert_eq!(s.progress, 1);
-    assert!(
-        bao.unseal_key(&init.keys[1]).is_err(),
-        "old shares no longer unseal"
-    );
-    bao.unseal(&new[1..]);
+    assert_only_new_shares_unseal(bao, init, &new);
 }
 
 #[test]
@@ -1152,17 +993,7 @@ fn rekey_left_pending_keeps_the_old_key_until_rekey_verify_through_sys_rekey() {
 fn rekey_left_pending_keeps_the_old_key_until_rekey_verify_through_rotate_root() {
     // OpenBao's default (2.5+): sys/rekey answers 405; the authenticated API is used.
     let (mut bao, init) = OpenBao::start_unsealed();
-    let cfg = std::fs::read_to_string(bao.config_path()).unwrap();
-    let cfg: String = cfg
-        .lines()
-        .filter(|l| !l.contains("disable_unauthed_rekey_endpoints"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(bao.config_path(), cfg).unwrap();
-    bao.restart();
-    bao.unseal(&init.keys[..2]);
-    let (s, _) = bao.request("GET", "sys/rekey/init", None, None);
-    assert_eq!(s, 405, "sys/rekey disabled");
+    bao.disable_unauthed_rekey(&init.keys[..2]);
     rekey_pending_then_verify(&mut bao, &init, "rotate-root", "sys/rotate/root");
 }
 
@@ -1181,6 +1012,7 @@ fn rekey_verify_previews_in_a_rehearsal_and_refuses_a_started_rekey_without_new_
     assert_eq!(s, 200, "{v}");
     let verify = rekey_verify_action(&addr);
     let r = perform(
+        &vault(),
         &verify,
         &FakeOperator::unattended(),
         unattended(&init, Some(&init.keys[..2])),
@@ -1194,7 +1026,12 @@ fn rekey_verify_previews_in_a_rehearsal_and_refuses_a_started_rekey_without_new_
     // A rehearsal of the rekey says it would cancel it; of the verify, what it would do.
     let mut o = unattended(&init, None);
     o.dry_run = true;
-    let r = perform(&rekey_pending_action(&addr), &FakeOperator::unattended(), o);
+    let r = perform(
+        &vault(),
+        &rekey_pending_action(&addr),
+        &FakeOperator::unattended(),
+        o,
+    );
     assert!(
         r.visible().contains("would be cancelled first")
             && r.visible().contains("left pending verification"),
@@ -1205,7 +1042,7 @@ fn rekey_verify_previews_in_a_rehearsal_and_refuses_a_started_rekey_without_new_
     assert_eq!(s, 204);
     let mut o = unattended(&init, Some(&init.keys[..2]));
     o.dry_run = true;
-    let r = perform(&verify, &FakeOperator::unattended(), o);
+    let r = perform(&vault(), &verify, &FakeOperator::unattended(), o);
     assert!(r.visible().contains("would check whether"), "{}", r.events);
     assert!(
         !rekey_state(&bao, "sys/rekey", &root).0,
@@ -1222,6 +1059,7 @@ fn wait_unsealed_times_out_saying_why_then_succeeds_when_another_thread_unseals(
         unsealed_by: Some(t("the test thread")),
     });
     let r = perform(
+        &vault(),
         &wait,
         &FakeOperator::unattended(),
         Opts {
@@ -1259,6 +1097,7 @@ fn wait_unsealed_times_out_saying_why_then_succeeds_when_another_thread_unseals(
     });
     let started = Instant::now();
     let r = perform(
+        &vault(),
         &wait,
         &FakeOperator::unattended(),
         Opts {
@@ -1278,7 +1117,7 @@ fn drctl_runs_a_vault_runbook_end_to_end_with_yes() {
     bao.enable_kv2(&init.root_token, "secret");
     bao.restart();
     let state = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drctl"))
+    let out = drctl_cmd(state.path())
         .args([
             "run",
             "tests/fixtures/vault/vault-e2e.yaml",
@@ -1288,16 +1127,13 @@ fn drctl_runs_a_vault_runbook_end_to_end_with_yes() {
         ])
         .arg("--state-dir")
         .arg(state.path())
-        .current_dir(super::root())
-        .env_remove("DRCTL_RUNBOOKS")
-        .env("NO_COLOR", "1")
         .envs(bao.env(&init.root_token))
         .env("DRCTL_INPUT_UNSEAL_KEY_1", &init.keys[0])
         .env("DRCTL_INPUT_UNSEAL_KEY_2", &init.keys[2])
         .env("DRCTL_INPUT_DB_PASSWORD", "e2e-db-password-value")
         .output()
         .unwrap();
-    let text = format!("{}\n{}", super::stdout(&out), super::stderr(&out));
+    let text = format!("{}\n{}", stdout(&out), stderr(&out));
     assert_eq!(out.status.code(), Some(0), "{text}");
     // Vault's word, not drctl's.
     assert!(!bao.seal_status().sealed);
@@ -1313,82 +1149,20 @@ fn drctl_runs_a_vault_runbook_end_to_end_with_yes() {
     ] {
         assert!(!text.contains(s), "secret in drctl's output: {text}");
     }
-    let journal: String = walk_text(state.path());
-    for s in [
-        init.keys[0].as_str(),
-        init.root_token.as_str(),
-        "e2e-db-password-value",
-    ] {
-        assert!(!journal.contains(s), "secret in the state dir");
-    }
-}
-
-fn walk_text(dir: &std::path::Path) -> String {
-    let mut s = String::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            s.push_str(&walk_text(&p));
-        } else {
-            s.push_str(&String::from_utf8_lossy(
-                &std::fs::read(&p).unwrap_or_default(),
-            ));
-        }
-    }
-    s
+    assert_not_written(
+        state.path(),
+        &[],
+        &[
+            init.keys[0].as_str(),
+            init.root_token.as_str(),
+            "e2e-db-password-value",
+        ],
+    );
 }
 
 // ---------------------------------------------------------------------------------------
 // vault-data-loss: unattended init (save_to) and kv-populate from DRCTL_KV_* values
 // ---------------------------------------------------------------------------------------
-
-/// `perform` with a given backend (its `DRCTL_KV_*` lookup set by the test).
-fn perform_on(backend: &VaultBackend, action: &Action, op: &dyn Operator, opts: Opts) -> Run {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let redactor = Redactor::new();
-    let mut values = Values::new(
-        RunInfo {
-            id: "test-run".into(),
-            runbook: "test".into(),
-            operator: "tester".into(),
-            dry_run: opts.dry_run,
-            started_at: "now".into(),
-            failed_step: None,
-        },
-        redactor.clone(),
-    );
-    for (k, v) in &opts.inputs {
-        redactor.add(v);
-        values
-            .inputs
-            .insert((*k).to_owned(), minijinja::Value::from(v.clone()));
-    }
-    let bus = EventBus::new(redactor.clone());
-    let events = Events::default();
-    bus.add(Box::new(events.clone()));
-    let (_tx, cancel) = Cancel::never();
-    let ctx = ActionCtx {
-        step_id: "step",
-        values: &values,
-        dry_run: opts.dry_run,
-        bus: &bus,
-        cancel: &cancel,
-        timeout: opts.timeout,
-        quiet: opts.quiet,
-        operator: op,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    let result = rt.block_on(backend.execute(action, &ctx));
-    let events = events.0.lock().expect("events lock").join("\n");
-    Run {
-        result,
-        events,
-        redactor,
-    }
-}
 
 #[test]
 fn unattended_init_needs_save_to_and_writes_a_new_private_file() {
@@ -1412,13 +1186,13 @@ fn unattended_init_needs_save_to_and_writes_a_new_private_file() {
         quiet: true,
         ..Default::default()
     };
-    let r = perform_on(&backend, &init(None), &FakeOperator::unattended(), quiet());
+    let r = perform(&backend, &init(None), &FakeOperator::unattended(), quiet());
     assert!(
         matches!(&r.result, Err(ActionError::NeedsOperator(m)) if m.contains("init_keys_file")),
         "{}",
         r.err()
     );
-    let r = perform_on(
+    let r = perform(
         &backend,
         &init(Some("")),
         &FakeOperator::unattended(),
@@ -1433,7 +1207,7 @@ fn unattended_init_needs_save_to_and_writes_a_new_private_file() {
     std::fs::write(&file, "keep me\n").expect("write");
     let path = file.display().to_string();
     for dry_run in [true, false] {
-        let r = perform_on(
+        let r = perform(
             &backend,
             &init(Some(&path)),
             &FakeOperator::unattended(),
@@ -1447,7 +1221,7 @@ fn unattended_init_needs_save_to_and_writes_a_new_private_file() {
     }
     assert_eq!(std::fs::read_to_string(&file).expect("read"), "keep me\n");
     assert!(!bao.seal_status().initialized, "nothing initialised");
-    let r = perform_on(
+    let r = perform(
         &backend,
         &init(Some(
             &dir.path().join("no/such/dir/x.json").display().to_string(),
@@ -1458,7 +1232,7 @@ fn unattended_init_needs_save_to_and_writes_a_new_private_file() {
     assert!(r.err().contains("not a directory"), "{}", r.err());
     std::fs::remove_file(&file).expect("remove");
 
-    let r = perform_on(
+    let r = perform(
         &backend,
         &init(Some(&path)),
         &FakeOperator::unattended(),
@@ -1496,7 +1270,7 @@ fn kv_populate_takes_drctl_kv_values_and_names_the_missing_ones() {
     bao.enable_kv2(&root, "secret");
     let repo = tempfile::tempdir().expect("a temp dir");
     copy_dir(
-        &super::root().join("tests/fixtures/vault/repo"),
+        &crate::support::cli::root().join("tests/fixtures/vault/repo"),
         repo.path(),
     );
     let populate = Action::VaultKvPopulate(VaultKvPopulate {
@@ -1508,7 +1282,7 @@ fn kv_populate_takes_drctl_kv_values_and_names_the_missing_ones() {
     });
     let opts = |dry_run| Opts {
         dry_run,
-        inputs: vec![("token", root.clone())],
+        inputs: vec![("token", root.clone(), true)],
         ..Default::default()
     };
     let mut env: std::collections::BTreeMap<&str, &str> = [
@@ -1538,7 +1312,7 @@ fn kv_populate_takes_drctl_kv_values_and_names_the_missing_ones() {
         VaultBackend::from_lookup(|_| None).with_kv_env(move |k| m.get(k).cloned())
     };
     // Rehearsal: names each variable and whether it is set, never a value.
-    let r = perform_on(
+    let r = perform(
         &backend(&env),
         &populate,
         &FakeOperator::unattended(),
@@ -1553,7 +1327,7 @@ fn kv_populate_takes_drctl_kv_values_and_names_the_missing_ones() {
     assert!(!l.contains("immich-env-db"), "{l}");
     // Unattended, one value missing: the complete secrets are written, the step stops
     // naming the missing variable, and apps/immich is not written in part.
-    let r = perform_on(
+    let r = perform(
         &backend(&env),
         &populate,
         &FakeOperator::unattended(),
@@ -1575,7 +1349,7 @@ fn kv_populate_takes_drctl_kv_values_and_names_the_missing_ones() {
     }
     // Interactive, the missing one is asked (masked); the rest come from the environment.
     let op = FakeOperator::new(&["immich-typed-jwt"]);
-    let r = perform_on(&backend(&env), &populate, &op, opts(false));
+    let r = perform(&backend(&env), &populate, &op, opts(false));
     assert_eq!(r.ok().value["written"], json!(["apps/immich"]));
     assert_eq!(op.asked(), vec!["secret/apps/immich JWT_SECRET".to_owned()]);
     assert_eq!(
@@ -1584,7 +1358,7 @@ fn kv_populate_takes_drctl_kv_values_and_names_the_missing_ones() {
     );
     // Everything present: nothing asked, nothing written.
     env.clear();
-    let r = perform_on(
+    let r = perform(
         &backend(&env),
         &populate,
         &FakeOperator::unattended(),

@@ -1,6 +1,6 @@
 //! list / show / validate / completions / help on the built-in runbooks.
 
-use super::{BUILTIN, drctl, stderr, stdout};
+use crate::support::cli::{BUILTIN, drctl, root, stderr, stdout};
 
 #[test]
 fn list_shows_all_thirteen_builtins_name_first() {
@@ -84,11 +84,11 @@ fn unknown_runbook_suggests_the_close_name() {
 #[test]
 fn user_directory_overrides_builtins_by_name() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let src = std::fs::read_to_string(super::root().join("runbooks/etcd-restore.yaml"))
-        .expect("builtin source");
+    let src =
+        std::fs::read_to_string(root().join("runbooks/etcd-restore.yaml")).expect("builtin source");
     let custom = src.replacen("title: ", "title: Custom ", 1);
     std::fs::write(dir.path().join("etcd-restore.yaml"), custom).expect("write");
-    let o = super::drctl(&["--runbooks", &dir.path().display().to_string(), "list"]);
+    let o = drctl(&["--runbooks", &dir.path().display().to_string(), "list"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     let line = out
@@ -97,7 +97,7 @@ fn user_directory_overrides_builtins_by_name() {
         .expect("listed");
     assert!(line.contains("Custom "), "{line}");
     assert!(line.trim_end().ends_with("etcd-restore.yaml"), "{line}");
-    assert_eq!(out.lines().count(), super::BUILTIN.len());
+    assert_eq!(out.lines().count(), BUILTIN.len());
 }
 
 #[test]

@@ -10,128 +10,19 @@
 //! - Ctrl-C during a long step.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{root, stderr, stdout};
-
-// ---------------------------------------------------------------------------------------
-// Helpers (also used by pty.rs)
-// ---------------------------------------------------------------------------------------
-
-/// A runbook of `tests/fixtures/engine/`.
-pub fn fixture(name: &str) -> PathBuf {
-    root()
-        .join("tests/fixtures/engine")
-        .join(format!("{name}.yaml"))
-}
-
-/// drctl with its state in `state` (through `DRCTL_STATE_DIR`), no colour, no user
-/// runbook directory and no `DRCTL_INPUT_*` inherited from the test's environment.
-pub fn drctl_cmd(state: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_drctl"));
-    c.current_dir(root())
-        .env_remove("DRCTL_RUNBOOKS")
-        .env("NO_COLOR", "1")
-        .env("DRCTL_STATE_DIR", state);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("DRCTL_INPUT_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-/// Run drctl to the end and collect its output.
-pub fn run_drctl(state: &Path, args: &[&str]) -> Output {
-    drctl_cmd(state)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("drctl runs")
-}
-
-/// The exit code (`-1` when killed by a signal).
-pub fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
-/// stdout and stderr, for assertion messages.
-pub fn both(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
-    )
-}
-
-/// The JSON events of `--output json`; every line must be one.
-pub fn events(out: &str) -> Vec<Value> {
-    out.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event ({e}): {l}")))
-        .collect()
-}
-
-/// The run id of the `run_started` event.
-pub fn run_id_of(evs: &[Value]) -> String {
-    evs.iter()
-        .find(|e| e["event"] == "run_started")
-        .and_then(|e| e["run_id"].as_str())
-        .expect("a run_started event with a run id")
-        .to_owned()
-}
-
-/// The single run recorded in a state directory.
-pub fn only_run(state: &Path) -> String {
-    let runs: Vec<String> = std::fs::read_dir(state.join("runs"))
-        .expect("a runs directory")
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(
-        runs.len(),
-        1,
-        "exactly one run in {}: {runs:?}",
-        state.display()
-    );
-    runs[0].clone()
-}
-
-pub fn journal_path(state: &Path, run_id: &str) -> PathBuf {
-    state.join("runs").join(run_id).join("journal.json")
-}
-
-/// The journal of a run: it must parse and be a drctl journal.
-pub fn journal(state: &Path, run_id: &str) -> Value {
-    let p = journal_path(state, run_id);
-    let text = std::fs::read_to_string(&p)
-        .unwrap_or_else(|e| panic!("cannot read the journal {}: {e}", p.display()));
-    let v: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("the journal {} does not parse: {e}\n{text}", p.display()));
-    assert_eq!(v["format"], "drctl-journal", "{text}");
-    v
-}
-
-/// A step's record in a journal (main or cleanup steps).
-pub fn step<'a>(j: &'a Value, id: &str) -> &'a Value {
-    j["steps"]
-        .as_array()
-        .into_iter()
-        .chain(j["cleanup"].as_array())
-        .flatten()
-        .find(|s| s["id"] == id)
-        .unwrap_or_else(|| panic!("no step `{id}` in the journal: {j:#}"))
-}
-
-pub fn step_state(j: &Value, id: &str) -> String {
-    step(j, id)["state"].as_str().unwrap_or_default().to_owned()
-}
+use crate::support::cli::{
+    Background, both, code, count_lines, drain, drctl_cmd, events, fixture, journal, journal_path,
+    only_run, root, run_drctl, run_id_of, stderr, stdout, step, step_state, unique,
+};
+use crate::support::process::{descendants, group_members, signal, wait_for, wait_gone};
+use crate::support::secrets::files_under;
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -142,224 +33,6 @@ fn tempdir() -> tempfile::TempDir {
 
 fn set(k: &str, v: &Path) -> String {
     format!("{k}={}", v.display())
-}
-
-/// One line of `/proc/PID/stat`.
-struct ProcStat {
-    pid: i32,
-    state: char,
-    ppid: i32,
-    pgrp: i32,
-}
-
-fn proc_stats() -> Vec<ProcStat> {
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| {
-            let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
-            let rest = &s[s.rfind(')')? + 1..];
-            let mut f = rest.split_whitespace();
-            let state = f.next()?.chars().next()?;
-            let ppid = f.next()?.parse().ok()?;
-            let pgrp = f.next()?.parse().ok()?;
-            Some(ProcStat {
-                pid,
-                state,
-                ppid,
-                pgrp,
-            })
-        })
-        .collect()
-}
-
-/// Every live descendant of `pid`.
-pub fn descendants(pid: i32) -> Vec<i32> {
-    let all = proc_stats();
-    let mut out = Vec::new();
-    let mut frontier = vec![pid];
-    while let Some(p) = frontier.pop() {
-        for s in all.iter().filter(|s| s.ppid == p && s.state != 'Z') {
-            out.push(s.pid);
-            frontier.push(s.pid);
-        }
-    }
-    out
-}
-
-/// Live (not zombie) processes of a process group.
-pub fn group_members(pgid: i32) -> Vec<i32> {
-    proc_stats()
-        .into_iter()
-        .filter(|s| s.pgrp == pgid && s.state != 'Z')
-        .map(|s| s.pid)
-        .collect()
-}
-
-fn alive(pid: i32) -> bool {
-    proc_stats().iter().any(|s| s.pid == pid && s.state != 'Z')
-}
-
-/// Wait until none of `pids` is alive; how long it took. `limit` only turns a hang into a
-/// failure: on a busy machine it is at least a minute (issue 17).
-pub fn wait_gone(pids: &[i32], limit: Duration) -> Duration {
-    let limit = limit.max(FAIL_NOT_HANG);
-    let t = Instant::now();
-    while pids.iter().any(|p| alive(*p)) {
-        assert!(
-            t.elapsed() < limit,
-            "processes {pids:?} still alive after {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    t.elapsed()
-}
-
-pub fn signal(pid: u32, sig: i32) {
-    let pid = libc::pid_t::try_from(pid).expect("a pid");
-    // SAFETY: signalling a child process this test started.
-    unsafe {
-        libc::kill(pid, sig);
-    }
-}
-
-/// The shortest deadline of `wait_for` and `wait_gone`: they assert that something happens,
-/// never how fast, so a loaded machine must not fail them.
-const FAIL_NOT_HANG: Duration = Duration::from_secs(60);
-
-/// Poll `f` until it returns Some, or fail after `limit` (at least a minute; see above).
-pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let limit = limit.max(FAIL_NOT_HANG);
-    let t = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            t.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Collects a pipe in a thread (so a child never blocks on a full pipe).
-fn drain(r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let mut r = r;
-        let _ = r.read_to_string(&mut s);
-        s
-    })
-}
-
-/// A drctl started in the background (`--output json`), read event by event. Dropping it
-/// interrupts it (Ctrl-C, then SIGKILL) and kills the process group of a step it left.
-pub struct Background {
-    child: Child,
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
-    err: Option<std::thread::JoinHandle<String>>,
-    pub seen: Vec<Value>,
-    /// A file holding the pid (= process group) of a step's shell, killed on drop.
-    step_pid_file: Option<PathBuf>,
-}
-
-impl Background {
-    pub fn start(state: &Path, args: &[&str]) -> Background {
-        let mut cmd = drctl_cmd(state);
-        cmd.args(args);
-        Background::spawn(cmd)
-    }
-
-    /// Start a prepared drctl command (its stdin, stdout and stderr are set here).
-    pub fn spawn(mut cmd: Command) -> Background {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("drctl starts");
-        let out = child.stdout.take().expect("stdout");
-        let err = drain(child.stderr.take().expect("stderr"));
-        Background {
-            child,
-            lines: BufReader::new(out).lines(),
-            err: Some(err),
-            seen: Vec::new(),
-            step_pid_file: None,
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Read events until one matches; it is returned.
-    pub fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        for line in self.lines.by_ref() {
-            let line = line.expect("read drctl's stdout");
-            let ev: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}"));
-            self.seen.push(ev.clone());
-            if pred(&ev) {
-                return ev;
-            }
-        }
-        panic!(
-            "drctl ended before {what}; events: {:#?}",
-            self.seen
-                .iter()
-                .map(|e| e["event"].to_string())
-                .collect::<Vec<_>>()
-        );
-    }
-
-    /// Wait for the end; the exit code, the rest of the events and stderr.
-    pub fn finish(&mut self) -> (Option<i32>, Vec<Value>, String) {
-        let mut rest = Vec::new();
-        for line in self.lines.by_ref() {
-            let line = line.expect("read drctl's stdout");
-            let ev: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}"));
-            rest.push(ev);
-        }
-        let status = self.child.wait().expect("wait for drctl");
-        let err = self
-            .err
-            .take()
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default();
-        (status.code(), rest, err)
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            signal(self.child.id(), libc::SIGINT);
-            let t = Instant::now();
-            while matches!(self.child.try_wait(), Ok(None)) && t.elapsed() < Duration::from_secs(5)
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if let Some(pid) = self
-            .step_pid_file
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .and_then(|s| s.trim().parse::<i32>().ok())
-        {
-            // SAFETY: killing the process group of a step this test started.
-            unsafe {
-                libc::killpg(pid, libc::SIGKILL);
-            }
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -387,14 +60,6 @@ const CRASH_STEPS: [(&str, bool, &str); 6] = [
 
 fn idempotent(id: &str) -> bool {
     CRASH_STEPS.iter().any(|(s, i, _)| *s == id && *i)
-}
-
-pub fn count_lines(log: &Path, line: &str) -> usize {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| *l == line)
-        .count()
 }
 
 #[test]
@@ -906,46 +571,15 @@ fn dry_run_reads_for_real_changes_nothing_and_reports_problems() {
 // 3. Secrets
 // ---------------------------------------------------------------------------------------
 
-/// A value nobody else uses: `prefix-` and 24 hex digits.
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{:024x}", rand_u128() & ((1u128 << 96) - 1))
-}
-
-fn rand_u128() -> u128 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    h.write_u32(std::process::id());
-    let a = u128::from(h.finish());
-    h.write_u8(1);
-    (a << 64) | u128::from(h.finish())
-}
-
 /// Every file under `dir` that contains `needle`.
 fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.filter_map(Result::ok) {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p)
-                && String::from_utf8_lossy(&bytes).contains(needle)
-            {
-                out.push(p.display().to_string());
-            }
-        }
-    }
-    out
+    files_under(dir)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(p).is_ok_and(|bytes| String::from_utf8_lossy(&bytes).contains(needle))
+        })
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 /// Runs engine-secrets.yaml (once with JSON events, once human) with a planted token

@@ -1,6 +1,6 @@
 //! Broken runbooks give exact, located diagnostics (snapshots of the rendered text).
 
-use super::{drctl, stderr, stdout};
+use crate::support::cli::{drctl, stderr, stdout};
 
 fn check(name: &str) -> String {
     let path = format!("tests/fixtures/broken/{name}.yaml");

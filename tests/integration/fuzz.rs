@@ -7,7 +7,7 @@ use drctl::render::checklist;
 use drctl::runbook::{load, validate};
 use proptest::prelude::*;
 
-use super::{BUILTIN, root};
+use crate::support::cli::{BUILTIN, root};
 
 fn exercise(text: &str) {
     let src: Arc<str> = Arc::from(text);

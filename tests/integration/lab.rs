@@ -50,6 +50,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::support::cli::{both, root};
+use crate::support::process::pid_alive;
+
 const INSTALL_HINT: &str = "run tests/lab/install (from the repository root) to install the lab";
 /// How long a server may take to become ready on a busy 2-core machine.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -76,12 +79,6 @@ pub fn free_port_pair() -> (u16, u16) {
         a.local_addr().expect("local addr").port(),
         b.local_addr().expect("local addr").port(),
     )
-}
-
-/// Whether a process with this PID exists (signal 0).
-pub fn pid_alive(pid: u32) -> bool {
-    // SAFETY: kill with signal 0 only checks for the process; no signal is sent.
-    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
 }
 
 fn require(path: &Path, what: &str) -> PathBuf {
@@ -479,15 +476,6 @@ pub fn http(
     Ok(HttpResponse { status, body })
 }
 
-fn output_text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 // ---------------------------------------------------------------------------------------------
 // OpenBao
 // ---------------------------------------------------------------------------------------------
@@ -795,6 +783,23 @@ ui           = false
         if let Err(tail) = self.try_restart() {
             panic!("OpenBao exited during restart; log tail:\n{tail}");
         }
+    }
+
+    /// OpenBao's default since 2.5: drops `disable_unauthed_rekey_endpoints = false` from the
+    /// config, so the unauthenticated `sys/rekey/*` endpoints answer 405 and a rekey goes
+    /// through the authenticated `sys/rotate/root/*`. Restarts and unseals with `keys`.
+    pub fn disable_unauthed_rekey<S: AsRef<str>>(&mut self, keys: &[S]) {
+        let cfg = std::fs::read_to_string(self.config_path()).expect("read config.hcl");
+        let cfg: String = cfg
+            .lines()
+            .filter(|l| !l.contains("disable_unauthed_rekey_endpoints"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(self.config_path(), cfg).expect("write config.hcl");
+        self.restart();
+        self.unseal(keys);
+        let (s, _) = self.request("GET", "sys/rekey/init", None, None);
+        assert_eq!(s, 405, "sys/rekey is disabled");
     }
 
     /// Like [`OpenBao::restart`], but a server that exits during startup is an Err with its
@@ -1130,7 +1135,7 @@ impl Sshd {
                 .arg(d.join(file))
                 .output()
                 .expect("run ssh-keygen");
-            assert!(o.status.success(), "ssh-keygen: {}", output_text(&o));
+            assert!(o.status.success(), "ssh-keygen: {}", both(&o));
         }
         std::fs::copy(d.join("id_ed25519.pub"), d.join("authorized_keys"))
             .expect("write authorized_keys");
@@ -1238,7 +1243,7 @@ impl Sshd {
         assert!(
             o.status.success(),
             "ssh control-plane {command:?}: {}",
-            output_text(&o)
+            both(&o)
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
@@ -1293,7 +1298,7 @@ pub fn etcdctl(client_url: &str, args: &[&str]) -> Output {
 
 fn etcdctl_ok(client_url: &str, args: &[&str]) -> String {
     let o = etcdctl(client_url, args);
-    assert!(o.status.success(), "etcdctl {args:?}: {}", output_text(&o));
+    assert!(o.status.success(), "etcdctl {args:?}: {}", both(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -1322,11 +1327,7 @@ pub fn etcd_snapshot_restore(snapshot: &Path, data_dir: &Path, name: &str, peer_
         .arg(format!("--initial-advertise-peer-urls={peer_url}"))
         .output()
         .expect("run etcdctl snapshot restore");
-    assert!(
-        o.status.success(),
-        "etcdctl snapshot restore: {}",
-        output_text(&o)
-    );
+    assert!(o.status.success(), "etcdctl snapshot restore: {}", both(&o));
 }
 
 /// One single-member etcd (Debian 3.4) with its own data dir; member name `lab`.
@@ -1486,7 +1487,7 @@ impl EtcdSupervisor {
         etcd_bin();
         etcdctl_bin();
         let script = require(
-            &super::root().join("tests/lab/etcd-supervisor"),
+            &root().join("tests/lab/etcd-supervisor"),
             "tests/lab/etcd-supervisor",
         );
         let base = Base::new("etcd-supervisor");
@@ -1560,13 +1561,13 @@ impl EtcdSupervisor {
     /// `etcd.running`, `etcd.pid`, `etcd.dataDir`, `etcd.starts`).
     pub fn status(&self) -> Value {
         let o = Command::new(python())
-            .arg(super::root().join("tests/lab/etcd-supervisor"))
+            .arg(root().join("tests/lab/etcd-supervisor"))
             .arg("status")
             .arg(self.manifests_dir())
             .output()
             .expect("run etcd-supervisor status");
         serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|e| panic!("etcd-supervisor status: {e}: {}", output_text(&o)))
+            .unwrap_or_else(|e| panic!("etcd-supervisor status: {e}: {}", both(&o)))
     }
 
     /// The running etcd's PID, from the supervisor's state file.
@@ -1630,7 +1631,7 @@ pub fn kubesim_bin() -> &'static PathBuf {
         if let Some(bin) = std::env::var_os("KUBESIM_BIN") {
             return require(Path::new(&bin), "kubesim ($KUBESIM_BIN)");
         }
-        let root = super::root();
+        let root = root();
         let target = std::env::var_os("KUBESIM_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("tests/kubesim/target"));
@@ -1642,7 +1643,7 @@ pub fn kubesim_bin() -> &'static PathBuf {
             .stdin(Stdio::null())
             .output()
             .expect("run cargo build for kubesim");
-        assert!(o.status.success(), "building kubesim: {}", output_text(&o));
+        assert!(o.status.success(), "building kubesim: {}", both(&o));
         require(&target.join("release/kubesim"), "kubesim")
     })
 }
@@ -1897,7 +1898,7 @@ fn sshd_accepts_the_client_key_and_pins_its_host_key() {
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("Host key verification failed"),
         "{}",
-        output_text(&o)
+        both(&o)
     );
     let pid = sshd.pid().expect("running");
     drop(sshd);
@@ -2037,7 +2038,7 @@ fn kubectl_drives_kubesim() {
     assert!(
         String::from_utf8_lossy(&o.stderr).contains(r#"secrets "nope" not found"#),
         "{}",
-        output_text(&o)
+        both(&o)
     );
     let pid = kube.pid().expect("running");
     drop(kube);
@@ -2122,7 +2123,7 @@ fn openbao_auto_unseals_with_transit_until_the_kms_is_gone() {
 /// and `sudo` (the real one, keeping PATH and DRCTL_LAB_MANIFESTS_DIR as a node's
 /// `secure_path` keeps crictl's directory).
 pub fn etcd_standins_dir() -> PathBuf {
-    super::root().join("tests/lab/standins/etcd")
+    root().join("tests/lab/standins/etcd")
 }
 
 /// PATH of the lab's ssh sessions: the stand-ins first, then the usual system directories.
@@ -2209,7 +2210,7 @@ impl RealKube {
         let state = base.path().join("state");
         let log = File::create(&base.log).expect("create the k8s lab log");
         let err = log.try_clone().expect("clone log handle");
-        let status = Command::new(super::root().join("tests/lab/k8s/up"))
+        let status = Command::new(root().join("tests/lab/k8s/up"))
             .arg(&state)
             .stdin(Stdio::null())
             .stdout(log)
@@ -2308,14 +2309,14 @@ pub trait Cluster {
             .write_all(list.to_string().as_bytes())
             .expect("write objects to kubectl");
         let o = child.wait_with_output().expect("kubectl apply");
-        assert!(o.status.success(), "kubectl apply: {}", output_text(&o));
+        assert!(o.status.success(), "kubectl apply: {}", both(&o));
     }
 }
 
 /// Runs `cmd` with `args`, asserting success; returns stdout.
 fn run_ok(mut cmd: Command, args: &[&str]) -> String {
     let o = cmd.args(args).output().expect("run kubectl");
-    assert!(o.status.success(), "kubectl {args:?}: {}", output_text(&o));
+    assert!(o.status.success(), "kubectl {args:?}: {}", both(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -2368,7 +2369,7 @@ impl Drop for RealKube {
                     .collect()
             })
             .unwrap_or_default();
-        let o = Command::new(super::root().join("tests/lab/k8s/down"))
+        let o = Command::new(root().join("tests/lab/k8s/down"))
             .arg(&self.state)
             .stdin(Stdio::null())
             .output();
@@ -2377,7 +2378,7 @@ impl Drop for RealKube {
         }
         match o {
             Ok(o) if o.status.success() => {}
-            Ok(o) => eprintln!("lab: tests/lab/k8s/down failed: {}", output_text(&o)),
+            Ok(o) => eprintln!("lab: tests/lab/k8s/down failed: {}", both(&o)),
             Err(e) => eprintln!("lab: cannot run tests/lab/k8s/down: {e}"),
         }
     }

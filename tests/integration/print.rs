@@ -1,7 +1,7 @@
 //! Printed checklists: snapshots of every built-in runbook in every format, and the
 //! properties a paper copy must have.
 
-use super::{BUILTIN, drctl, stderr, stdout};
+use crate::support::cli::{BUILTIN, drctl, stderr, stdout};
 
 fn print(name: &str, format: &str, extra: &[&str]) -> String {
     let mut args = vec!["print", name, "--format", format];

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::engine::{
-    Background, both, code, count_lines, descendants, drctl_cmd, fixture, journal, journal_path,
-    only_run, run_drctl, run_id_of, signal, step, step_state, wait_for, wait_gone,
-};
 use super::term::{ENTER, Pty};
+use crate::support::cli::{
+    Background, both, code, count_lines, drctl_cmd, fixture, journal, journal_path, only_run,
+    run_drctl, run_id_of, step, step_state, unique,
+};
+use crate::support::process::{descendants, signal, wait_for, wait_gone};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -24,15 +25,6 @@ fn spawn(state: &Path, args: &[&str], envs: &[(&str, &str)]) -> Pty {
     let mut cmd = drctl_cmd(state);
     cmd.args(args).envs(envs.iter().copied());
     Pty::spawn(cmd, 120, TIMEOUT)
-}
-
-fn secret() -> String {
-    // Unique per test run; at least 12 characters; never on a command line.
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("PTY-secret-{:x}-{:x}", t, std::process::id())
 }
 
 const CONFIRM_ITEMS: [&str; 4] = ["run", "skip", "abort", "details"];
@@ -57,7 +49,8 @@ fn an_operator_answers_every_kind_of_prompt_on_a_terminal() {
     let state = tmp.path().join("state");
     let work = tmp.path().join("work");
     std::fs::create_dir(&work).expect("workdir");
-    let token = secret();
+    // Unique per test run; at least 12 characters; never on a command line.
+    let token = unique("PTY-secret");
     let mut p = start(&state, &work, &token);
 
     // The read-only step runs without a question; the mutation asks: Enter on "run".
@@ -126,7 +119,8 @@ fn an_operator_aborts_mid_run_and_the_run_can_be_resumed() {
     let state = tmp.path().join("state");
     let work = tmp.path().join("work");
     std::fs::create_dir(&work).expect("workdir");
-    let token = secret();
+    // Unique per test run; at least 12 characters; never on a command line.
+    let token = unique("PTY-secret");
     let mut p = start(&state, &work, &token);
 
     p.expect("Run step `apply` (shell)?");
@@ -150,7 +144,7 @@ fn an_operator_aborts_mid_run_and_the_run_can_be_resumed() {
     assert_eq!(step_state(&j, "apply"), "pending");
 
     // Resumable: the secret is asked again (here from the environment), the rest runs.
-    let o = super::engine::drctl_cmd(&state)
+    let o = drctl_cmd(&state)
         .args([
             "resume",
             &run_id,
@@ -182,7 +176,7 @@ fn an_operator_aborts_mid_run_and_the_run_can_be_resumed() {
     assert_eq!(j["state"], "succeeded", "{j:#}");
     assert_eq!(step_state(&j, "look"), "succeeded");
     let runs = run_drctl(&state, &["runs"]);
-    assert!(super::stdout(&runs).contains(&run_id));
+    assert!(crate::support::cli::stdout(&runs).contains(&run_id));
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The JSON Schema accepts every built-in runbook and rejects shape errors.
 
-use super::{BUILTIN, drctl, root};
+use crate::support::cli::{BUILTIN, drctl, root};
 
 fn validator() -> jsonschema::Validator {
     let o = drctl(&["schema"]);

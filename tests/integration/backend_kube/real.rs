@@ -6,11 +6,14 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{H, Opts, get, wait};
+use super::{H, get, wait};
 use crate::lab::Cluster;
 use crate::lab::RealKube;
+use crate::support::base64;
+use crate::support::harness::Opts;
+use crate::support::kube::kget;
 use drctl::runbook::Action;
 
 fn act<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
@@ -19,19 +22,6 @@ fn act<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
 
 fn h(k: &RealKube, kubeconfig_var: &str) -> H {
     H::with_kubeconfig(k.var(kubeconfig_var))
-}
-
-fn kget(k: &RealKube, args: &[&str]) -> Option<Value> {
-    let o = k
-        .kubectl()
-        .arg("get")
-        .args(args)
-        .args(["-o", "json"])
-        .output()
-        .expect("kubectl get");
-    o.status
-        .success()
-        .then(|| serde_json::from_slice(&o.stdout).expect("kubectl json"))
 }
 
 #[test]
@@ -71,7 +61,7 @@ fn a_read_only_identity_rehearses_and_a_mutation_names_what_rbac_refused() {
         Opts {
             dry_run: true,
             inputs: inputs(),
-            ..Default::default()
+            ..super::opts()
         },
     );
     assert!(
@@ -84,7 +74,7 @@ fn a_read_only_identity_rehearses_and_a_mutation_names_what_rbac_refused() {
         secret(),
         Opts {
             inputs: inputs(),
-            ..Default::default()
+            ..super::opts()
         },
     );
     let e = r.err();
@@ -100,14 +90,18 @@ fn a_read_only_identity_rehearses_and_a_mutation_names_what_rbac_refused() {
     }
     // Nothing written; the value never shown.
     assert!(kget(&k, &["secret", "-n", "vault", "vault-unseal-key"]).is_none());
-    assert!(!r.visible().contains("c2hhcmUtb25l"), "{}", r.visible());
+    assert!(
+        !r.visible_with_value().contains("c2hhcmUtb25l"),
+        "{}",
+        r.visible_with_value()
+    );
     // The same step with the admin identity creates it.
     h(&k, "K8S_ADMIN_KUBECONFIG")
         .run(
             secret(),
             Opts {
                 inputs: inputs(),
-                ..Default::default()
+                ..super::opts()
             },
         )
         .ok();
@@ -140,7 +134,7 @@ fn tls_failures_are_named_and_never_fall_back_to_insecure() {
         "the CA was replaced"
     );
     let e = H::with_kubeconfig(wrong_ca)
-        .run(get("resource: { kind: Namespace }"), Opts::default())
+        .run(get("resource: { kind: Namespace }"), super::opts())
         .err();
     assert!(
         e.contains("cannot verify the TLS certificate") && e.contains("did not sign"),
@@ -166,7 +160,7 @@ fn tls_failures_are_named_and_never_fall_back_to_insecure() {
         "the kubeconfig names another server"
     );
     let e = H::with_kubeconfig(mismatch)
-        .run(get("resource: { kind: Namespace }"), Opts::default())
+        .run(get("resource: { kind: Namespace }"), super::opts())
         .err();
     assert!(
         e.contains("cannot verify the TLS certificate") && e.contains("does not name"),
@@ -226,7 +220,7 @@ open(dst, "w").write(text)
 fn an_expired_client_certificate_says_to_log_in_again_and_is_not_retried() {
     let k = RealKube::start();
     let expired = expired_client_kubeconfig(&k);
-    let r = H::with_kubeconfig(expired).run(get("resource: { kind: Namespace }"), Opts::default());
+    let r = H::with_kubeconfig(expired).run(get("resource: { kind: Namespace }"), super::opts());
     let e = r.err();
     assert!(
         e.contains("rejected the credentials") && e.contains("401"),
@@ -246,7 +240,7 @@ fn an_expired_client_certificate_says_to_log_in_again_and_is_not_retried() {
 }
 
 fn base64_of(text: &str) -> String {
-    super::base64(&["-w0"], text).trim().to_owned()
+    base64::encode(text.as_bytes())
 }
 
 #[test]
@@ -267,7 +261,7 @@ fn waits_for_a_deployment_scheduled_on_kwok_nodes_by_the_real_controllers() {
         wait("resource: { kind: Pod, namespace: security, selector: app=external-secrets }\nfor: { condition: Ready }"),
         Opts {
             timeout: Some(Duration::from_secs(120)),
-            ..Default::default()
+            ..super::opts()
         },
     );
     assert_eq!(r.value()["count"], 2, "{}", r.events);

@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::{Drive, Outcome};
 use crate::lab::{EtcdSupervisor, KubeSim, Moto, Sshd, wait_until};
+use crate::support::cli::{journal, only_run, root, step_state, unique};
+use crate::support::drive::{Drive, Outcome};
+use crate::support::secrets::{assert_not_written, files_under};
 use crate::term::{ENTER, Pty};
 
 const BUCKET: &str = "velero-offsite-homelab";
@@ -52,14 +54,6 @@ struct Lab {
     ca_crt: String,
     /// etcd's PID before the restore.
     etcd_pid: u32,
-}
-
-fn unique(what: &str) -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{what}-{t:x}-{:x}", std::process::id())
 }
 
 fn sh(script: &str) {
@@ -152,7 +146,7 @@ impl Lab {
         let mut sshd = Sshd::start();
         sshd.as_control_plane_of(&sup);
         let scenario =
-            std::fs::read_to_string(crate::root().join("tests/fixtures/e2e/etcd/scenario.yaml"))
+            std::fs::read_to_string(root().join("tests/fixtures/e2e/etcd/scenario.yaml"))
                 .expect("the etcd kubesim scenario");
         let sim = KubeSim::start_with_scenario(&scenario);
         let etcd_pid = sup.etcd_pid().expect("etcd runs");
@@ -306,32 +300,12 @@ impl Lab {
 
     /// The AWS secret key appears in no output and no file of the state directory.
     fn assert_secret_kept(&self, d: &Drive, outcomes: &[&Outcome]) {
-        for o in outcomes {
-            let text = format!("{:?}{}", o.events, o.stderr);
-            assert!(
-                !text.contains(&self.aws_secret),
-                "the AWS secret key is in drctl's output"
-            );
-        }
-        let mut stack = vec![d.state().to_path_buf()];
-        let mut files = 0;
-        while let Some(p) = stack.pop() {
-            for e in std::fs::read_dir(&p).expect("read state dir").flatten() {
-                let path = e.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else {
-                    files += 1;
-                    let bytes = std::fs::read(&path).expect("read state file");
-                    assert!(
-                        !String::from_utf8_lossy(&bytes).contains(&self.aws_secret),
-                        "the AWS secret key is in {}",
-                        path.display()
-                    );
-                }
-            }
-        }
-        assert!(files > 0, "no journal in {}", d.state().display());
+        assert!(
+            !files_under(d.state()).is_empty(),
+            "no journal in {}",
+            d.state().display()
+        );
+        assert_not_written(d.state(), outcomes, &[&self.aws_secret]);
     }
 
     /// Until no process on this machine (the node) names `path` in its command line: a
@@ -506,12 +480,6 @@ fn etcd_restore_killed_at_a_random_step_resumes_to_the_same_state() {
     let lab = Lab::start(Bucket::SnapshotAndPki, true);
     let d = s3_drive(&lab);
     let c = d.crash_and_resume(&s3_steps(), &|step| lab.resolve(step));
-    eprintln!(
-        "killed at {} ({}), resolved {:?}",
-        c.step,
-        if c.mid_step { "mid-step" } else { "after" },
-        c.resolved
-    );
     lab.assert_restored(&format!(
         "after SIGKILL at `{}` (seed {}) and resume",
         c.step, c.seed
@@ -524,7 +492,7 @@ fn etcd_restore_killed_at_a_random_step_resumes_to_the_same_state() {
         .find(|s| s["id"] == "restore-snapshot")
         .expect("restore-snapshot in the journal");
     assert_eq!(restore["state"], "succeeded", "{restore:#}");
-    lab.assert_secret_kept(&d, &[&c.outcome]);
+    lab.assert_secret_kept(&d, &[c.outcome()]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -585,14 +553,8 @@ fn etcd_restore_interactive_from_the_nas_on_a_terminal() {
         "the AWS secret key was shown"
     );
     lab.assert_restored("after the interactive run");
-    let run_id = super::super::engine::only_run(d.state());
-    let j = super::super::engine::journal(d.state(), &run_id);
-    assert_eq!(
-        super::super::engine::step_state(&j, "restore-pki"),
-        "skipped"
-    );
-    assert_eq!(
-        super::super::engine::step_state(&j, "download-snapshot"),
-        "skipped"
-    );
+    let run_id = only_run(d.state());
+    let j = journal(d.state(), &run_id);
+    assert_eq!(step_state(&j, "restore-pki"), "skipped");
+    assert_eq!(step_state(&j, "download-snapshot"), "skipped");
 }

@@ -8,15 +8,17 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Drive, condition, kget, kitems, object_name};
 use crate::lab::KubeSim;
+use crate::support::cli::root;
+use crate::support::drive::Drive;
+use crate::support::kube::{condition, kget, kitems, object_name};
 
 /// Generous: the machine is shared by several compiling engineers.
 const LAB_DEADLINE: Duration = Duration::from_secs(60);
 
 /// A scenario of tests/fixtures/e2e/kube.
 fn scenario(name: &str) -> String {
-    let p = crate::root().join("tests/fixtures/e2e/kube").join(name);
+    let p = root().join("tests/fixtures/e2e/kube").join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
 }
 
@@ -129,14 +131,10 @@ fn argocd_app_stuck_resumes_after_sigkill_to_the_same_state() {
     .map(String::from);
     // Every step reads, or is idempotent (the refresh): a resume re-runs the interrupted one
     // by itself or asks; the reads are answered `rerun` (they changed nothing).
-    let c = d.crash_and_resume(&steps, &|step| match step {
+    d.crash_and_resume(&steps, &|step| match step {
         "list-apps" | "describe-app" | "wait-app-synced" => "rerun".to_owned(),
         other => rerun_reads(other),
     });
-    eprintln!(
-        "crash at {} (mid {}), resolved {:?}",
-        c.step, c.mid_step, c.resolved
-    );
     assert_apps_synced(&sim);
 }
 
@@ -262,14 +260,10 @@ fn eso_degraded_resumes_after_sigkill_to_the_same_state() {
         "wait-store-ready",
     ]
     .map(String::from);
-    let c = d.crash_and_resume(&steps, &|step| match step {
+    d.crash_and_resume(&steps, &|step| match step {
         "check-store" | "wait-eso-ready" | "wait-store-ready" => "rerun".to_owned(),
         other => rerun_reads(other),
     });
-    eprintln!(
-        "crash at {} (mid {}), resolved {:?}",
-        c.step, c.mid_step, c.resolved
-    );
     assert_secrets_synced(&sim);
 }
 
@@ -295,7 +289,7 @@ fn homelab_repo(standins: &str, vms: &[&str]) -> tempfile::TempDir {
         .output()
         .expect("run git init");
     assert!(git.status.success(), "git init: {git:?}");
-    let standins = crate::root().join("tests/lab/standins").join(standins);
+    let standins = root().join("tests/lab/standins").join(standins);
     std::fs::write(
         repo.path().join("Makefile"),
         format!("include {}/Makefile\n", standins.display()),
@@ -447,13 +441,9 @@ fn node_failure_resumes_after_sigkill_to_the_same_state() {
         "check-pods-rescheduled",
     ]
     .map(String::from);
-    let c = d.crash_and_resume(&steps, &|step| match step {
+    d.crash_and_resume(&steps, &|step| match step {
         "show-nodes" | "wait-nodes-ready" | "check-pods-rescheduled" => "rerun".to_owned(),
         other => rerun_reads(other),
     });
-    eprintln!(
-        "crash at {} (mid {}), resolved {:?}",
-        c.step, c.mid_step, c.resolved
-    );
     assert_node_rejoined(&sim, repo.path(), &before);
 }

@@ -10,14 +10,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Drive, assert_never_written, condition, kget, kitems, object_name};
 use crate::lab::{KubeSim, Sshd, kubectl_path};
+use crate::support::cli::root;
+use crate::support::drive::Drive;
+use crate::support::kube::{condition, kget, kitems, object_name};
+use crate::support::secrets::assert_not_written;
+use crate::support::worker::Worker;
 
 /// Generous: the machine is shared by several compiling engineers.
 const LAB_DEADLINE: Duration = Duration::from_secs(90);
@@ -26,14 +28,12 @@ const LAB_DEADLINE: Duration = Duration::from_secs(90);
 const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn scenario(name: &str) -> String {
-    let p = crate::root()
-        .join("tests/fixtures/e2e/kube-nodes")
-        .join(name);
+    let p = root().join("tests/fixtures/e2e/kube-nodes").join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
 }
 
 fn standins(name: &str) -> PathBuf {
-    crate::root().join("tests/lab/standins").join(name)
+    root().join("tests/lab/standins").join(name)
 }
 
 fn current_user() -> String {
@@ -82,38 +82,6 @@ fn journal_step_states(state: &Path, id: &str) -> Vec<String> {
     out
 }
 
-/// A background loop stopped (and joined) on drop.
-struct Worker {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl Worker {
-    fn spawn(mut tick: impl FnMut() -> bool + Send + 'static) -> Worker {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let handle = std::thread::spawn(move || {
-            // A controller's resync period, not a wait for a condition.
-            while !s.load(Ordering::SeqCst) && tick() {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        Worker {
-            stop,
-            handle: Some(handle),
-        }
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // nas-outage
 // ---------------------------------------------------------------------------------------
@@ -135,7 +103,7 @@ struct NasLab {
 fn nfs_kubelet(sim: &KubeSim, exports: PathBuf) -> Worker {
     let kc = sim.kubeconfig_path();
     let cache = sim.cache_dir();
-    Worker::spawn(move || {
+    Worker::spawn(Duration::from_millis(100), move || {
         let nas_up = exports.exists();
         let Ok(o) = kubectl_for(&kc, &cache)
             .args(["get", "pods", "-A", "-o", "json"])
@@ -368,7 +336,7 @@ fn nas_outage_resumes_after_sigkill_to_the_same_state() {
     // deletion done or the repair step reached (the journal is the run's own record).
     let state = d.state().to_path_buf();
     let l = lab.clone();
-    let _operator = Worker::spawn(move || {
+    let _operator = Worker::spawn(Duration::from_millis(100), move || {
         let deleted = journal_step_states(&state, "delete-hanging-pods");
         let repair = journal_step_states(&state, "restore-nas");
         if deleted.iter().any(|s| s == "succeeded")
@@ -388,7 +356,7 @@ fn nas_outage_resumes_after_sigkill_to_the_same_state() {
         "wait-pods-recovered",
     ]
     .map(String::from);
-    let c = d.crash_and_resume(&steps, &|step| match step {
+    d.crash_and_resume(&steps, &|step| match step {
         // Reads: nothing changed, run them again.
         "show-hanging-pods"
         | "choose-outage-length"
@@ -399,10 +367,6 @@ fn nas_outage_resumes_after_sigkill_to_the_same_state() {
         "restore-nas" => "rerun".to_owned(),
         other => panic!("step `{other}` was interrupted and needs a decision, unexpectedly"),
     });
-    eprintln!(
-        "crash at {} (mid {}), resolved {:?}",
-        c.step, c.mid_step, c.resolved
-    );
     lab.assert_recovered();
 }
 
@@ -838,9 +802,11 @@ fn node_destruction_rebuild_runs_to_the_end_and_the_cluster_is_back() {
         last.dump()
     );
     lab.assert_rebuilt();
-    for secret in [UNSEAL_KEY, CLOUDFLARE_TOKEN] {
-        assert_never_written(&d, &[&first, &second, &last], secret);
-    }
+    assert_not_written(
+        d.state(),
+        &[&first, &second, &last],
+        &[UNSEAL_KEY, CLOUDFLARE_TOKEN],
+    );
 }
 
 #[test]
@@ -876,10 +842,6 @@ fn node_destruction_rebuild_resumes_after_sigkill_to_the_same_state() {
         "run-rebuild" | "activate-gitops" | "restore-longhorn-volumes" => "rerun".to_owned(),
         other => panic!("step `{other}` was interrupted and needs a decision, unexpectedly"),
     });
-    eprintln!(
-        "crash at {} (mid {}), resolved {:?}",
-        c.step, c.mid_step, c.resolved
-    );
     lab.assert_rebuilt();
-    assert_never_written(&d, &[&c.outcome], UNSEAL_KEY);
+    assert_not_written(d.state(), &[c.outcome()], &[UNSEAL_KEY]);
 }

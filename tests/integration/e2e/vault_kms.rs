@@ -32,10 +32,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Drive, Outcome};
-use crate::lab::{
-    BaoInit, BaoTransit, KubeSim, Moto, OpenBao, kubectl_path, pid_alive, wait_until,
-};
+use crate::lab::{BaoInit, BaoTransit, KubeSim, Moto, OpenBao, kubectl_path, wait_until};
+use crate::support::cli::{both, root};
+use crate::support::crash::{Recovery, Remedy};
+use crate::support::drive::{Drive, Outcome, builtin};
+use crate::support::process::alive;
+use crate::support::secrets::assert_not_written;
 
 const NS: &str = "vault";
 const SECRET: &str = "vault-aws-kms";
@@ -75,7 +77,7 @@ impl Drop for VaultLab {
         unsafe {
             libc::kill(pid, libc::SIGTERM);
         }
-        if !wait_until(Duration::from_secs(8), || !alive(pid as u32)) {
+        if !wait_until(Duration::from_secs(8), || !alive(pid)) {
             // SAFETY: as above.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
@@ -91,28 +93,8 @@ impl Drop for VaultLab {
     }
 }
 
-/// Alive and not a zombie.
-fn alive(pid: u32) -> bool {
-    if !pid_alive(pid) {
-        return false;
-    }
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit(") ").next().map(|r| !r.starts_with('Z')))
-        .unwrap_or(false)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn stand_in() -> PathBuf {
-    crate::root().join("tests/lab/standins/vault-kms/vault-pod")
+    root().join("tests/lab/standins/vault-kms/vault-pod")
 }
 
 impl VaultLab {
@@ -130,12 +112,11 @@ impl VaultLab {
             .expect("a temp dir for the vault lab");
         let envfile = dir.path().join("vault-pod.env");
         let on_delete = format!("sh {} restart {}", stand_in().display(), envfile.display());
-        let scenario = std::fs::read_to_string(
-            crate::root().join("tests/fixtures/e2e/vault-kms/scenario.yaml"),
-        )
-        .expect("the vault-kms scenario")
-        .replace("@BAO_HOSTPORT@", &format!("127.0.0.1:{}", bao.port()))
-        .replace("@ON_DELETE@", &on_delete);
+        let scenario =
+            std::fs::read_to_string(root().join("tests/fixtures/e2e/vault-kms/scenario.yaml"))
+                .expect("the vault-kms scenario")
+                .replace("@BAO_HOSTPORT@", &format!("127.0.0.1:{}", bao.port()))
+                .replace("@ON_DELETE@", &on_delete);
         let sim = KubeSim::start_with_scenario(&scenario);
         let lab = VaultLab {
             dir,
@@ -206,7 +187,7 @@ impl VaultLab {
 
     fn aws_ok(&self, args: &[&str]) -> Value {
         let o = self.aws(args);
-        assert!(o.status.success(), "aws {args:?}: {}", text(&o));
+        assert!(o.status.success(), "aws {args:?}: {}", both(&o));
         serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
     }
 
@@ -324,7 +305,7 @@ impl VaultLab {
             .stdin(Stdio::null())
             .output()
             .expect("run the vault-pod stand-in");
-        assert!(o.status.success(), "vault-pod restart: {}", text(&o));
+        assert!(o.status.success(), "vault-pod restart: {}", both(&o));
     }
 
     /// The pod `vault-0` exists and reports Ready=True.
@@ -397,6 +378,22 @@ impl VaultLab {
         key
     }
 
+    /// Vault auto-unsealed and active with its data, the pod Ready.
+    fn assert_vault_back(&self) {
+        self.wait_sealed(false);
+        self.bao.wait_active();
+        assert_eq!(
+            self.kv(self.root_token(), "infrastructure/cloudflare", "api_token")
+                .as_deref(),
+            Some("cf-token-before-the-disaster"),
+            "Vault's data is back"
+        );
+        assert!(
+            wait_until(Duration::from_secs(30), || self.pod_ready()),
+            "vault-0 Ready"
+        );
+    }
+
     /// Waits until OpenBao reports the expected seal state.
     fn wait_sealed(&self, sealed: bool) {
         assert!(
@@ -407,41 +404,6 @@ impl VaultLab {
             self.standin_log()
         );
     }
-}
-
-/// No secret value in drctl's outputs or anywhere in its state directory.
-fn assert_no_leak(d: &Drive, outcomes: &[&Outcome], secrets: &[&str]) {
-    for s in secrets {
-        for o in outcomes {
-            let all = format!(
-                "{}\n{}",
-                serde_json::to_string(&o.events).unwrap_or_default(),
-                o.stderr
-            );
-            assert!(!all.contains(s), "a secret value reached drctl's output");
-        }
-        for entry in walk(d.state()) {
-            let bytes = std::fs::read(&entry).unwrap_or_default();
-            assert!(
-                !String::from_utf8_lossy(&bytes).contains(s),
-                "a secret value reached {}",
-                entry.display()
-            );
-        }
-    }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------
@@ -477,19 +439,8 @@ fn assert_key_recovered(lab: &VaultLab) {
         meta["DeletionDate"].is_null(),
         "no deletion scheduled: {meta}"
     );
-    lab.wait_sealed(false);
-    lab.bao.wait_active();
+    lab.assert_vault_back();
     assert_eq!(lab.bao.seal_status().seal_type, "transit");
-    assert_eq!(
-        lab.kv(lab.root_token(), "infrastructure/cloudflare", "api_token")
-            .as_deref(),
-        Some("cf-token-before-the-disaster"),
-        "Vault's data is back"
-    );
-    assert!(
-        wait_until(Duration::from_secs(30), || lab.pod_ready()),
-        "vault-0 Ready"
-    );
 }
 
 #[test]
@@ -526,15 +477,11 @@ fn key_deletion_rehearsal_run_and_crash() {
     let lab = key_pending_deletion_lab();
     let d = key_deletion_drive(&lab);
     let uid = lab.pod_uid();
-    let c = d.crash_and_resume(&steps, &|step| match step {
+    d.crash_and_resume(&steps, &|step| match step {
         // Deleting the pod: done when the pod was replaced, else do it again.
         "restart-vault" if lab.pod_uid() != uid => "done".to_owned(),
         _ => "rerun".to_owned(),
     });
-    eprintln!(
-        "crash at {} (mid {}), resolved {:?}",
-        c.step, c.mid_step, c.resolved
-    );
     assert_key_recovered(&lab);
 }
 
@@ -577,18 +524,7 @@ fn assert_credentials_recovered(lab: &VaultLab, key: &AccessKey) {
     assert_eq!(s["AWS_REGION"], "us-east-1");
     assert_eq!(s["VAULT_AWSKMS_SEAL_KEY_ID"], lab.kms_key.as_str());
     assert_eq!(s.len(), 4, "exactly the four keys: {:?}", s.keys());
-    lab.wait_sealed(false);
-    lab.bao.wait_active();
-    assert_eq!(
-        lab.kv(lab.root_token(), "infrastructure/cloudflare", "api_token")
-            .as_deref(),
-        Some("cf-token-before-the-disaster"),
-        "Vault's data is back"
-    );
-    assert!(
-        wait_until(Duration::from_secs(30), || lab.pod_ready()),
-        "vault-0 Ready"
-    );
+    lab.assert_vault_back();
 }
 
 #[test]
@@ -615,7 +551,7 @@ fn credentials_lost_rehearsal_run_and_crash() {
         full.outcome_of("vault-status").as_deref(),
         Some("succeeded")
     );
-    assert_no_leak(&d, &[&r, &b, &full], &[&key.secret, &key.id]);
+    assert_not_written(d.state(), &[&r, &b, &full], &[&key.secret, &key.id]);
     let steps = full.started();
     drop(lab);
 
@@ -626,12 +562,8 @@ fn credentials_lost_rehearsal_run_and_crash() {
         "restart-vault" if lab.pod_uid() != uid => "done".to_owned(),
         _ => "rerun".to_owned(),
     });
-    eprintln!(
-        "crash at {} (mid {}), resolved {:?}",
-        c.step, c.mid_step, c.resolved
-    );
     assert_credentials_recovered(&lab, &key);
-    assert_no_leak(&d, &[&c.outcome], &[&key.secret, &key.id]);
+    assert_not_written(d.state(), &[c.outcome()], &[&key.secret, &key.id]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -646,17 +578,17 @@ fn example_repo() -> tempfile::TempDir {
         .expect("a temp dir for the repository");
     let o = Command::new("cp")
         .arg("-a")
-        .arg(crate::root().join("tests/fixtures/vault/repo/."))
+        .arg(root().join("tests/fixtures/vault/repo/."))
         .arg(dir.path())
         .output()
         .expect("run cp");
-    assert!(o.status.success(), "copy the example repo: {}", text(&o));
+    assert!(o.status.success(), "copy the example repo: {}", both(&o));
     let o = Command::new("git")
         .args(["init", "-q"])
         .current_dir(dir.path())
         .output()
         .expect("run git init");
-    assert!(o.status.success(), "git init: {}", text(&o));
+    assert!(o.status.success(), "git init: {}", both(&o));
     dir
 }
 
@@ -752,22 +684,6 @@ fn unattended_drive(
     d
 }
 
-/// `Drive::finish` with extra environment variables (the harness has none per process).
-fn finish_with(d: &Drive, args: &[String], extra: &[(&str, String)]) -> Outcome {
-    let o = d
-        .command()
-        .args(args)
-        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .output()
-        .expect("drctl runs");
-    Outcome {
-        code: super::code(&o),
-        events: super::events(&String::from_utf8_lossy(&o.stdout)),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
-
 /// What `vault-init` wrote to `init_keys_file`.
 struct SavedKeys {
     root_token: String,
@@ -841,7 +757,7 @@ impl VaultLab {
             .stdin(Stdio::null())
             .output()
             .expect("run the vault-pod stand-in");
-        assert!(o.status.success(), "vault-pod wipe: {}", text(&o));
+        assert!(o.status.success(), "vault-pod wipe: {}", both(&o));
     }
 
     /// Whether `homelab/` is mounted as KV, read with `token`.
@@ -1048,7 +964,7 @@ fn data_loss_rehearsal_and_unattended_run() {
     let run_id = first.run_id();
     let mut extra = root_token_env(&keys_file);
     extra.push((missing, "immich-jwt-2a6f8e50".to_owned()));
-    let done = finish_with(&d, &d.run_args(&["resume", &run_id]), &extra);
+    let done = d.resume_with(&run_id, &[], &extra);
     done.assert_ok("vault-data-loss resumed with the last value");
     assert_eq!(
         done.outcome_of("wait-external-secrets").as_deref(),
@@ -1073,17 +989,62 @@ fn data_loss_rehearsal_and_unattended_run() {
     );
     let secrets = data_loss_secrets(&key, Some(&saved));
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    assert_no_leak(&d, &[&r, &b, &b2, &first, &done], &secrets);
-    assert_no_leak(&d0, &[&refused], &secrets);
+    assert_not_written(d.state(), &[&r, &b, &b2, &first, &done], &secrets);
+    assert_not_written(d0.state(), &[&refused], &secrets);
 }
 
 /// The main steps of vault-data-loss, in order.
 fn data_loss_steps() -> Vec<String> {
-    let catalog = drctl::runbook::catalog::Catalog::load(None).expect("the built-in catalog");
-    let entry = catalog.get("vault-data-loss").expect("a built-in runbook");
-    let text: std::sync::Arc<str> = entry.text.clone();
-    let rb = drctl::runbook::load::parse(&entry.label(), &text).expect("vault-data-loss parses");
-    rb.main_steps().map(|s| s.id.to_string()).collect()
+    builtin("vault-data-loss")
+        .main_steps()
+        .map(|s| s.id.to_string())
+        .collect()
+}
+
+/// The operator of vault-data-loss after the SIGKILL: gives the root token from the saved
+/// file once it exists, answers interrupted steps after looking at the lab, and, killed
+/// while Vault initialised before the keys reached the file (nobody holds the root token),
+/// does the cleanup's answer: wipe Vault, run again.
+struct DataLossOperator<'a> {
+    lab: &'a VaultLab,
+    keys_file: &'a Path,
+    /// The Vault pod's uid before the crash.
+    uid: Option<String>,
+}
+
+impl Recovery for DataLossOperator<'_> {
+    fn resolve(&self, step: &str) -> String {
+        match step {
+            "restart-vault" if self.lab.pod_uid() != self.uid => "done",
+            "enable-kv-mount" => match saved_keys(self.keys_file) {
+                Some(k) if self.lab.kv_mounted(&k.root_token) => "done",
+                _ => "rerun",
+            },
+            _ => "rerun",
+        }
+        .to_owned()
+    }
+
+    fn rounds(&self) -> usize {
+        6
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        root_token_env(self.keys_file)
+    }
+
+    fn remedy(&mut self, d: &Drive, last: &Outcome) -> Option<Remedy> {
+        (last.lost_secret("root_token")
+            && !self.keys_file.exists()
+            && self.lab.bao.seal_status().initialized)
+            .then(|| {
+                self.lab.wipe_vault();
+                Remedy::NewRun(
+                    "wiped Vault (init interrupted, no keys saved), new run".to_owned(),
+                    d.finish(&d.run_args(&["run", &d.runbook, "--new"]), &[]),
+                )
+            })
+    }
 }
 
 #[test]
@@ -1092,133 +1053,21 @@ fn data_loss_crash_and_resume() {
     let (lab, key) = data_lost_lab();
     let keys_file = lab.dir.path().join("vault-init-keys.json");
     let d = unattended_drive(&lab, &key, repo.path(), &keys_file, &[]);
-    let steps = data_loss_steps();
-    let seed = super::seed();
-    let n = steps.len() as u64;
-    let step = steps[(seed % n) as usize].clone();
-    let mid_step = (seed / n).is_multiple_of(2);
-    eprintln!(
-        "e2e vault-data-loss: SIGKILL {} `{step}` (seed {seed}; replay with DRCTL_E2E_SEED={seed})",
-        if mid_step {
-            "while running"
-        } else {
-            "right after"
-        }
+    let c = d.crash_and_recover(
+        &data_loss_steps(),
+        &mut DataLossOperator {
+            lab: &lab,
+            keys_file: &keys_file,
+            uid: lab.pod_uid(),
+        },
     );
-    let uid = lab.pod_uid();
-    let mut cmd = d.command();
-    cmd.args(d.run_args(&["run", &d.runbook]));
-    let mut bg = super::Background::spawn(cmd);
-    let started = bg.until("run_started", |e| e["event"] == "run_started");
-    let mut run_id = started["run_id"].as_str().expect("a run id").to_owned();
-    let target = step.clone();
-    bg.until(&format!("step `{step}`"), move |e| {
-        let ev = if mid_step {
-            "step_running"
-        } else {
-            "step_finished"
-        };
-        e["event"] == ev && e["id"] == target.as_str()
-    });
-    super::signal(bg.pid(), libc::SIGKILL);
-    let (status, _, _) = bg.finish();
-    assert_eq!(status, None, "drctl was killed by the signal");
-
-    // The operator resumes, giving the root token from the saved file once it exists, and
-    // answers interrupted steps after looking at the lab.
-    let resolve = |id: &str| -> String {
-        match id {
-            "restart-vault" if lab.pod_uid() != uid => "done",
-            "enable-kv-mount" => match saved_keys(&keys_file) {
-                Some(k) if lab.kv_mounted(&k.root_token) => "done",
-                _ => "rerun",
-            },
-            _ => "rerun",
-        }
-        .to_owned()
-    };
-    let mut resolved: Vec<String> = Vec::new();
-    let mut actions: Vec<String> = Vec::new();
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    let resume = |run_id: &str, resolved: &[String]| {
-        let mut args = d.run_args(&["resume", run_id]);
-        for r in resolved {
-            args.push("--resolve".to_owned());
-            args.push(r.clone());
-        }
-        finish_with(&d, &args, &root_token_env(&keys_file))
-    };
-    outcomes.push(resume(&run_id, &resolved));
-    for _ in 0..6 {
-        let last = outcomes.last().expect("an outcome");
-        if last.code == 0 {
-            break;
-        }
-        let waiting: Vec<String> = last
-            .events
-            .iter()
-            .filter(|e| {
-                e["event"] == "step_finished"
-                    && e["outcome"] == "needs_operator"
-                    && e["reason"]
-                        .as_str()
-                        .is_some_and(|r| r.contains("interrupted"))
-            })
-            .filter_map(|e| e["id"].as_str().map(str::to_owned))
-            .collect();
-        let token_lost = last.events.iter().any(|e| {
-            e["event"] == "step_finished"
-                && e["error"].as_str().is_some_and(|r| {
-                    r.contains("`root_token`") && r.contains("earlier drctl process")
-                })
-        });
-        if last.code == 4 && !waiting.is_empty() {
-            for id in waiting {
-                let answer = resolve(&id);
-                resolved.push(format!("{id}={answer}"));
-                actions.push(format!("resolve {id}={answer}"));
-            }
-            outcomes.push(resume(&run_id, &resolved));
-        } else if token_lost && !keys_file.exists() && lab.bao.seal_status().initialized {
-            // Killed while Vault initialised, before the keys reached the file: nobody
-            // holds the root token. The cleanup's answer: wipe Vault, run again.
-            actions.push("wiped Vault (init interrupted, no keys saved), new run".to_owned());
-            lab.wipe_vault();
-            let o = finish_with(&d, &d.run_args(&["run", &d.runbook, "--new"]), &[]);
-            run_id = o.run_id();
-            resolved.clear();
-            outcomes.push(o);
-        } else {
-            break;
-        }
-    }
-    let last = outcomes.last().expect("an outcome");
-    last.assert_ok(&format!(
-        "recovery after SIGKILL at `{step}` (seed {seed}, {actions:?})"
-    ));
-    eprintln!("crash at {step} (mid {mid_step}), then {actions:?}");
-    let journal = super::journal(d.state(), &run_id);
-    for (id, _) in super::non_idempotent_mutations(&d.runbook) {
-        let attempts = journal["steps"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|r| r["id"] == id.as_str())
-            .and_then(|r| r["attempts"].as_u64())
-            .unwrap_or(0);
-        let allowed = 1 + u64::from(resolved.iter().any(|r| r == &format!("{id}=rerun")));
-        assert!(
-            attempts <= allowed,
-            "`{id}` ran {attempts} times after SIGKILL at `{step}` (seed {seed}, {actions:?})"
-        );
-    }
     // vault-init (guarded by its check) initialised Vault exactly once: the keys file was
     // created once (never overwritten) and its token is the one that works.
     let saved = assert_data_loss_recovered(&lab, &key, &keys_file);
     let secrets = data_loss_secrets(&key, Some(&saved));
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    let all: Vec<&Outcome> = outcomes.iter().collect();
-    assert_no_leak(&d, &all, &secrets);
+    let all: Vec<&Outcome> = c.outcomes.iter().collect();
+    assert_not_written(d.state(), &all, &secrets);
 }
 
 #[test]

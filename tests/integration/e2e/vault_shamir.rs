@@ -12,15 +12,17 @@
 //! closed port to prove it). The cluster's self-healing after a reboot (the two CronJobs,
 //! Longhorn reattaching the volume) is [`SelfHealing`], a thread doing what they do.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{Drive, Outcome};
 use crate::lab::{BaoInit, KubeSim, OpenBao, http, wait_until};
+use crate::support::base64;
+use crate::support::cli::root;
+use crate::support::crash::{Recovery, Remedy};
+use crate::support::drive::{Drive, Outcome};
+use crate::support::secrets::assert_not_written;
+use crate::support::worker::Worker;
 
 const NS: &str = "security";
 /// Generous: the machine is shared.
@@ -78,10 +80,9 @@ impl Lab {
             assert!(bao.seal_status().sealed, "OpenBao restarted sealed");
         }
         let key = setup.secret_key.clone().unwrap_or(init.keys[0].clone());
-        let template = std::fs::read_to_string(
-            crate::root().join("tests/fixtures/e2e/vault-shamir/cluster.yaml"),
-        )
-        .expect("the vault-shamir cluster fixture");
+        let template =
+            std::fs::read_to_string(root().join("tests/fixtures/e2e/vault-shamir/cluster.yaml"))
+                .expect("the vault-shamir cluster fixture");
         let degraded = if setup.store_degraded {
             "secretStoresDegraded: [k8s-secrets]\n"
         } else {
@@ -92,7 +93,7 @@ impl Lab {
             setup.extra,
             template
                 .replace("@BAO_PORT@", &bao.port().to_string())
-                .replace("@UNSEAL_KEY_B64@", &b64_encode(key.as_bytes()))
+                .replace("@UNSEAL_KEY_B64@", &base64::encode(key.as_bytes()))
                 .replace("@UNSEAL_LOG@", setup.unseal_log)
                 .replace(
                     "@PVC_PHASE@",
@@ -141,7 +142,7 @@ impl Lab {
             "-o",
             "jsonpath={.data.key}",
         ]);
-        String::from_utf8(b64_decode(b64.trim())).expect("the unseal key is text")
+        String::from_utf8(base64::decode(b64.trim())).expect("the unseal key is text")
     }
 
     /// vault-0's Ready condition, as kubectl reads it.
@@ -242,8 +243,7 @@ impl Lab {
 /// and the `eso-recovery` CronJob restarts ESO once vault-0 is Ready and the
 /// ClusterSecretStore is degraded. A thread talking to kubesim's API and to OpenBao.
 struct SelfHealing {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    _loop: Worker,
 }
 
 struct HealingPlan {
@@ -257,46 +257,28 @@ struct HealingPlan {
 
 impl SelfHealing {
     fn start(lab: &Lab, plan: HealingPlan) -> SelfHealing {
-        let stop = Arc::new(AtomicBool::new(false));
         let k8s = lab.sim.url().to_owned();
         let bao = lab.bao.addr();
-        let flag = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let t0 = Instant::now();
-            let mut bound = false;
-            while !flag.load(Ordering::SeqCst) {
-                let now = t0.elapsed();
-                if !bound && plan.bind_pvc_after.is_some_and(|d| now >= d) {
-                    bound = k8s_patch(
-                        &k8s,
-                        &format!(
-                            "/api/v1/namespaces/{NS}/persistentvolumeclaims/vault-data-lh/status"
-                        ),
-                        &json!({"status": {"phase": "Bound"}}),
-                    );
-                }
-                if plan.unseal_after.is_some_and(|d| now >= d) {
-                    auto_unseal(&k8s, &bao);
-                }
-                if plan.eso_recovery {
-                    eso_recovery(&k8s);
-                }
-                std::thread::sleep(Duration::from_millis(250));
+        let t0 = Instant::now();
+        let mut bound = false;
+        let _loop = Worker::spawn(Duration::from_millis(250), move || {
+            let now = t0.elapsed();
+            if !bound && plan.bind_pvc_after.is_some_and(|d| now >= d) {
+                bound = k8s_patch(
+                    &k8s,
+                    &format!("/api/v1/namespaces/{NS}/persistentvolumeclaims/vault-data-lh/status"),
+                    &json!({"status": {"phase": "Bound"}}),
+                );
             }
+            if plan.unseal_after.is_some_and(|d| now >= d) {
+                auto_unseal(&k8s, &bao);
+            }
+            if plan.eso_recovery {
+                eso_recovery(&k8s);
+            }
+            true
         });
-        SelfHealing {
-            stop,
-            handle: Some(handle),
-        }
-    }
-}
-
-impl Drop for SelfHealing {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+        SelfHealing { _loop }
     }
 }
 
@@ -342,7 +324,7 @@ fn auto_unseal(k8s: &str, bao: &str) {
     let Some(key) = secret["data"]["key"].as_str() else {
         return;
     };
-    let key = String::from_utf8(b64_decode(key)).unwrap_or_default();
+    let key = String::from_utf8(base64::decode(key)).unwrap_or_default();
     let _ = http(
         "PUT",
         &format!("{bao}/v1/sys/unseal"),
@@ -382,100 +364,40 @@ fn eso_recovery(k8s: &str) {
 // Secrets never in drctl's output or state
 // ---------------------------------------------------------------------------------------
 
-fn walk_text(dir: &std::path::Path, into: &mut String) {
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            walk_text(&p, into);
-        } else {
-            into.push_str(&String::from_utf8_lossy(
-                &std::fs::read(&p).unwrap_or_default(),
-            ));
-        }
-    }
-}
-
 /// None of `secrets` (in any of the forms a key is written: base64 or hex) appears in the
 /// outcomes' events and stderr, nor anywhere in the drive's state directory.
 fn assert_no_secrets(drive: &Drive, outcomes: &[&Outcome], secrets: &[&str]) {
-    let mut text = String::new();
-    for o in outcomes {
-        for e in &o.events {
-            text.push_str(&e.to_string());
-        }
-        text.push_str(&o.stderr);
-    }
-    walk_text(drive.state(), &mut text);
+    let mut forms: Vec<String> = Vec::new();
     for s in secrets {
-        let mut forms = vec![(*s).to_owned()];
-        if let Some(hex) = b64_to_hex(s) {
-            forms.push(hex);
-        }
-        for f in forms {
-            assert!(
-                f.len() >= 8 && !text.contains(&f),
-                "a secret reached drctl's output or state dir"
-            );
-        }
+        forms.push((*s).to_owned());
+        forms.extend(b64_to_hex(s));
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// base64 / hex (no crate for it among the dev-dependencies)
-// ---------------------------------------------------------------------------------------
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn b64_encode(data: &[u8]) -> String {
-    let mut s = String::new();
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                s.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
+    for f in &forms {
+        assert!(f.len() >= 8, "a secret of fewer than 8 characters");
     }
-    s
-}
-
-fn b64_decode(s: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = 0u32;
-    let mut bits = 0;
-    for ch in s.bytes() {
-        let Some(v) = B64.iter().position(|&b| b == ch) else {
-            continue;
-        };
-        buf = (buf << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-            buf &= (1 << bits) - 1;
-        }
-    }
-    out
+    let forms: Vec<&str> = forms.iter().map(String::as_str).collect();
+    assert_not_written(drive.state(), outcomes, &forms);
 }
 
 /// The hex form of a base64 key share (OpenBao gives both), when `s` is base64.
 fn b64_to_hex(s: &str) -> Option<String> {
-    if !s.len().is_multiple_of(4) || !s.bytes().all(|b| B64.contains(&b) || b == b'=') {
+    if !s.len().is_multiple_of(4) || !s.bytes().all(|b| base64::is_base64_char(b) || b == b'=') {
         return None;
     }
-    Some(b64_decode(s).iter().map(|b| format!("{b:02x}")).collect())
+    Some(
+        base64::decode(s)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
 }
 
 #[test]
 fn base64_round_trips() {
     for s in ["", "a", "ab", "abc", "abcd", "hvs.CAESI-key+/="] {
-        assert_eq!(b64_decode(&b64_encode(s.as_bytes())), s.as_bytes());
+        assert_eq!(base64::decode(&base64::encode(s.as_bytes())), s.as_bytes());
     }
-    assert_eq!(b64_encode(b"key"), "a2V5");
+    assert_eq!(base64::encode(b"key"), "a2V5");
     assert_eq!(b64_to_hex("a2V5").as_deref(), Some("6b6579"));
 }
 
@@ -551,6 +473,22 @@ fn vault_unseal_rotation_rehearsal_is_clean_when_unsealed_and_names_a_sealed_vau
     assert_no_secrets(&d, &[&r, &b], &[lab.key(), lab.root_token()]);
 }
 
+/// After a rotation: the Secret holds a new key; restarted, Vault comes back sealed, the
+/// old key is refused and the Secret's unseals. Returns the new key.
+fn assert_only_the_new_key_unseals(lab: &mut Lab) -> String {
+    let new_key = lab.secret_key();
+    assert_ne!(new_key, lab.key(), "the Secret holds a new key");
+    lab.reboot_vault();
+    assert!(
+        lab.bao.unseal_key(lab.key()).is_err(),
+        "the old key no longer unseals"
+    );
+    assert!(lab.bao.seal_status().sealed);
+    lab.bao.unseal(&[new_key.as_str()]);
+    lab.wait_vault_pod_ready(true);
+    new_key
+}
+
 #[test]
 fn vault_unseal_rotation_runs_to_the_end_and_only_the_new_key_unseals() {
     let mut lab = Lab::start(&Setup::default());
@@ -561,17 +499,7 @@ fn vault_unseal_rotation_runs_to_the_end_and_only_the_new_key_unseals() {
     out.assert_ok("full run");
     // The lab's unauthenticated sys/rekey endpoints are enabled: drctl used them.
     assert_eq!(rekey_api_used(&audit), ["sys/rekey"]);
-    let new_key = lab.secret_key();
-    assert_ne!(new_key, lab.key(), "the Secret holds a new key");
-    // Restart Vault: it comes back sealed; the old key is refused, the Secret's unseals.
-    lab.reboot_vault();
-    assert!(
-        lab.bao.unseal_key(lab.key()).is_err(),
-        "the old key no longer unseals"
-    );
-    assert!(lab.bao.seal_status().sealed);
-    lab.bao.unseal(&[new_key.as_str()]);
-    lab.wait_vault_pod_ready(true);
+    let new_key = assert_only_the_new_key_unseals(&mut lab);
     assert_no_secrets(&d, &[&out], &[lab.key(), &new_key, lab.root_token()]);
 }
 
@@ -702,14 +630,10 @@ fn vault_stuck_sealed_runs_to_the_end_and_replaces_the_wrong_key() {
         eprintln!("resolve: `{step}` interrupted; running it again");
         "rerun".to_owned()
     });
-    eprintln!(
-        "crash at {} (mid {}) resolved {:?}",
-        c.step, c.mid_step, c.resolved
-    );
     assert_stuck_sealed_fixed(&mut lab2, &healing2);
     assert_no_secrets(
         &d2,
-        &[&c.outcome],
+        &[c.outcome()],
         &[lab2.key(), WRONG_KEY, lab2.root_token()],
     );
 }
@@ -784,44 +708,12 @@ fn power_failure_recovery_runs_to_the_end_and_the_cluster_is_healed() {
     let lab2 = rebooted_lab();
     let _healing2 = self_healing(&lab2);
     let d2 = lab2.drive("power-failure-recovery");
-    let c = d2.crash_and_resume(&out.started(), &|step| {
+    d2.crash_and_resume(&out.started(), &|step| {
         // Every step only reads: reading again is safe.
         eprintln!("resolve: `{step}` interrupted; it only reads, running it again");
         "rerun".to_owned()
     });
-    eprintln!(
-        "crash at {} (mid {}) resolved {:?}",
-        c.step, c.mid_step, c.resolved
-    );
     lab2.assert_cluster_healthy();
-}
-
-/// OpenBao's default since 2.5: the unauthenticated `sys/rekey/*` endpoints answer 405,
-/// so a rekey goes through the authenticated `sys/rotate/root/*`. Restarts and unseals.
-fn disable_unauthed_rekey(lab: &mut Lab) {
-    let cfg = std::fs::read_to_string(lab.bao.config_path()).expect("read config.hcl");
-    let cfg: String = cfg
-        .lines()
-        .filter(|l| !l.contains("disable_unauthed_rekey_endpoints"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(lab.bao.config_path(), cfg).expect("write config.hcl");
-    lab.bao.restart();
-    lab.bao.unseal(&lab.init.keys);
-    let (s, _) = lab.bao.request("GET", "sys/rekey/init", None, None);
-    assert_eq!(s, 405, "sys/rekey is disabled");
-}
-
-/// What the operator did to finish a vault-unseal-rotation run after the SIGKILL.
-#[derive(Debug)]
-struct Recovery {
-    seed: u64,
-    step: String,
-    mid_step: bool,
-    /// `--resolve` answers, "gave the key from the Secret", "started over".
-    actions: Vec<String>,
-    /// Every drctl process after the SIGKILL.
-    outcomes: Vec<Outcome>,
 }
 
 /// How many times step `id` failed for want of the lost `new_unseal_key` (before its action).
@@ -839,161 +731,61 @@ fn lost_key_failures(outcomes: &[Outcome], id: &str) -> u64 {
         .count() as u64
 }
 
-/// `drctl resume RUN_ID --yes` with `--resolve` answers and, when the operator gives it
-/// again, the lost secret output `new_unseal_key` (`DRCTL_OUTPUT_NEW_UNSEAL_KEY`).
-fn resume_giving(d: &Drive, run_id: &str, resolve: &[String], key: Option<&str>) -> Outcome {
-    let mut args = d.run_args(&["resume", run_id]);
-    for r in resolve {
-        args.push("--resolve".to_owned());
-        args.push(r.clone());
-    }
-    let mut c = d.command();
-    if let Some(k) = key {
-        c.env("DRCTL_OUTPUT_NEW_UNSEAL_KEY", k);
-    }
-    let o = c
-        .args(&args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("drctl runs");
-    Outcome {
-        code: super::code(&o),
-        events: super::events(&String::from_utf8_lossy(&o.stdout)),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
+/// The operator of vault-unseal-rotation after the SIGKILL, by drctl's messages: an
+/// interrupted step is answered by `resolve`; a step that needs the new key, which died
+/// with the killed process (a secret output is never written down), gets it again from the
+/// `vault-unseal-key` Secret when it reached it (the key pending verification,
+/// `DRCTL_OUTPUT_NEW_UNSEAL_KEY`), else nobody holds it and the operator starts a new run
+/// (safe: until `verify-rekey`, the old key still unseals and the new run's rekey cancels
+/// the pending one).
+struct RotationOperator<'a> {
+    lab: &'a Lab,
+    resolve: &'a dyn Fn(&str) -> String,
+    /// The new key, given again.
+    key: Option<String>,
 }
 
-/// The crash test of vault-unseal-rotation: `--yes`, SIGKILL at one of `steps` (from the
-/// seed, as [`Drive::crash_and_resume`]), then what the operator does by drctl's messages:
-/// an interrupted step is answered by `resolve`; a step that needs the new key, which died
-/// with the killed process (a secret output is never written down), gets it again from the
-/// `vault-unseal-key` Secret when it reached it (the key pending verification), else nobody
-/// holds it and the operator starts a new run (safe: until `verify-rekey`, the old key
-/// still unseals and the new run's rekey cancels the pending one).
-fn rotation_crash_and_recover(
-    lab: &Lab,
-    d: &Drive,
-    steps: &[String],
-    resolve: &dyn Fn(&str) -> String,
-) -> Recovery {
-    let seed = super::seed();
-    let n = steps.len() as u64;
-    let step = steps[(seed % n) as usize].clone();
-    let mid_step = (seed / n).is_multiple_of(2);
-    eprintln!(
-        "e2e vault-unseal-rotation: SIGKILL {} `{step}` (seed {seed}; replay with DRCTL_E2E_SEED={seed})",
-        if mid_step {
-            "while running"
-        } else {
-            "right after"
-        }
-    );
-    let mut cmd = d.command();
-    cmd.args(d.run_args(&["run", &d.runbook]));
-    let mut bg = super::Background::spawn(cmd);
-    let started = bg.until("run_started", |e| e["event"] == "run_started");
-    let mut run_id = started["run_id"].as_str().expect("a run id").to_owned();
-    let target = step.clone();
-    bg.until(&format!("step `{step}`"), move |e| {
-        let ev = if mid_step {
-            "step_running"
-        } else {
-            "step_finished"
-        };
-        e["event"] == ev && e["id"] == target.as_str()
-    });
-    super::signal(bg.pid(), libc::SIGKILL);
-    let (status, _, _) = bg.finish();
-    assert_eq!(status, None, "drctl was killed by the signal");
+impl Recovery for RotationOperator<'_> {
+    fn resolve(&self, step: &str) -> String {
+        (self.resolve)(step)
+    }
 
-    let mut resolved: Vec<String> = Vec::new();
-    let mut actions: Vec<String> = Vec::new();
-    let mut key: Option<String> = None;
-    let mut outcomes = vec![resume_giving(d, &run_id, &resolved, None)];
-    for _ in 0..6 {
-        let last = outcomes.last().expect("an outcome");
-        if last.code == 0 {
-            break;
-        }
-        let finished = |outcome: &str| {
-            last.events
-                .iter()
-                .filter(|e| e["event"] == "step_finished" && e["outcome"] == outcome)
-                .cloned()
-                .collect::<Vec<Value>>()
-        };
-        let waiting: Vec<String> = finished("needs_operator")
+    fn rounds(&self) -> usize {
+        6
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        self.key
             .iter()
-            .filter(|e| {
-                e["reason"]
-                    .as_str()
-                    .is_some_and(|r| r.contains("interrupted"))
-            })
-            .filter_map(|e| e["id"].as_str().map(str::to_owned))
-            .collect();
-        let lost = finished("failed").iter().any(|e| {
-            e["error"].as_str().is_some_and(|r| {
-                r.contains("`new_unseal_key`") && r.contains("earlier drctl process")
-            })
-        });
-        if last.code == 4 && !waiting.is_empty() {
-            for id in waiting {
-                let answer = resolve(&id);
-                resolved.push(format!("{id}={answer}"));
-                actions.push(format!("resolve {id}={answer}"));
-            }
-        } else if lost && key.is_none() && lab.secret_key() != lab.key() {
-            key = Some(lab.secret_key());
-            actions.push("gave the key from the Secret".to_owned());
-        } else if lost {
-            actions.push("started over (nobody holds the new key)".to_owned());
-            let o = d.finish(&d.run_args(&["run", &d.runbook, "--new"]));
-            run_id = o.run_id();
-            resolved.clear();
-            key = None;
-            outcomes.push(o);
-            continue;
+            .map(|k| ("DRCTL_OUTPUT_NEW_UNSEAL_KEY", k.clone()))
+            .collect()
+    }
+
+    fn remedy(&mut self, d: &Drive, last: &Outcome) -> Option<Remedy> {
+        if !last.lost_secret("new_unseal_key") {
+            None
+        } else if self.key.is_none() && self.lab.secret_key() != self.lab.key() {
+            self.key = Some(self.lab.secret_key());
+            Some(Remedy::Resume("gave the key from the Secret".to_owned()))
         } else {
-            break;
+            self.key = None;
+            Some(Remedy::NewRun(
+                "started over (nobody holds the new key)".to_owned(),
+                d.finish(&d.run_args(&["run", &d.runbook, "--new"]), &[]),
+            ))
         }
-        outcomes.push(resume_giving(d, &run_id, &resolved, key.as_deref()));
     }
-    let last = outcomes.last().expect("an outcome");
-    last.assert_ok(&format!(
-        "recovery after SIGKILL at `{step}` (seed {seed}, {actions:?})"
-    ));
-    // The non-idempotent mutating steps ran once in the final run (twice for a re-run
-    // the operator asked for).
-    let journal = super::journal(d.state(), &run_id);
-    for (id, _) in super::non_idempotent_mutations(&d.runbook) {
-        let rec = journal["steps"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|r| r["id"] == id.as_str());
-        let attempts = rec.and_then(|r| r["attempts"].as_u64()).unwrap_or(0);
-        // An attempt that failed because the new key was gone reached no system.
-        let lost = lost_key_failures(&outcomes, &id);
-        let rerun = resolved.iter().any(|r| r == &format!("{id}=rerun"));
-        let allowed = 1 + u64::from(rerun) + lost;
-        assert!(
-            attempts <= allowed,
-            "`{id}` ran {attempts} times after SIGKILL at `{step}` (seed {seed}, {actions:?})"
-        );
-    }
-    Recovery {
-        seed,
-        step,
-        mid_step,
-        actions,
-        outcomes,
+
+    /// An attempt that failed because the new key was gone reached no system.
+    fn spared(&self, step: &str, outcomes: &[Outcome]) -> u64 {
+        lost_key_failures(outcomes, step)
     }
 }
 
 #[test]
 fn vault_unseal_rotation_through_rotate_root_survives_a_sigkill_and_resume() {
     let mut lab = Lab::start(&Setup::default());
-    disable_unauthed_rekey(&mut lab);
+    lab.bao.disable_unauthed_rekey(&lab.init.keys);
     let audit = enable_audit(&mut lab);
     lab.wait_vault_pod_ready(true);
     let d = rotation_drive(&lab);
@@ -1009,7 +801,7 @@ fn vault_unseal_rotation_through_rotate_root_survives_a_sigkill_and_resume() {
     .to_vec();
     let root = lab.root_token().to_owned();
     let bao = lab.bao.addr();
-    let c = rotation_crash_and_recover(&lab, &d, &steps, &|step| {
+    let resolve = |step: &str| {
         if step == "verify-rekey" {
             // As the runbook's fallback says (`bao operator rotate-keys -verify -status`): a
             // rekey still pending verification was not verified, so the step runs again;
@@ -1030,21 +822,17 @@ fn vault_unseal_rotation_through_rotate_root_survives_a_sigkill_and_resume() {
         // The rekey (verify: false) is idempotent; a manual step asks the operator again;
         // anything else only reads.
         "rerun".to_owned()
-    });
-    eprintln!(
-        "crash at {} (mid {}, seed {}): {:?}",
-        c.step, c.mid_step, c.seed, c.actions
+    };
+    let c = d.crash_and_recover(
+        &steps,
+        &mut RotationOperator {
+            lab: &lab,
+            resolve: &resolve,
+            key: None,
+        },
     );
     assert_eq!(rekey_api_used(&audit), ["sys/rotate/root"]);
-    let new_key = lab.secret_key();
-    assert_ne!(new_key, lab.key(), "the Secret holds a new key");
-    lab.reboot_vault();
-    assert!(
-        lab.bao.unseal_key(lab.key()).is_err(),
-        "the old key no longer unseals"
-    );
-    lab.bao.unseal(&[new_key.as_str()]);
-    lab.wait_vault_pod_ready(true);
+    let new_key = assert_only_the_new_key_unseals(&mut lab);
     let outcomes: Vec<&Outcome> = c.outcomes.iter().collect();
     assert_no_secrets(&d, &outcomes, &[lab.key(), &new_key, lab.root_token()]);
 }
