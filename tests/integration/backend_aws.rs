@@ -23,8 +23,9 @@ use sha2::{Digest, Sha256};
 
 use super::lab::Moto;
 use crate::support::cli::{drctl_cmd, journal_path, only_run, stderr, stdout};
-use crate::support::harness::{CtrlC, Harness, Opts, Run};
+use crate::support::harness::{Alone, CtrlC, Harness, Opts, Run};
 use crate::support::operator::FakeOperator;
+use drctl::backends::Backends;
 
 const BUCKET: &str = "velero-offsite-homelab";
 
@@ -35,7 +36,7 @@ const BUCKET: &str = "velero-offsite-homelab";
 struct Lab {
     moto: Moto,
     harness: Harness,
-    backend: AwsBackend,
+    backend: Backends,
 }
 
 impl Lab {
@@ -52,7 +53,8 @@ impl Lab {
             access_key_id: Some("testing".into()),
             secret_access_key: Some(Secret::new("testing".into())),
             tuning,
-        });
+        })
+        .alone();
         Lab {
             moto,
             harness,

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use drctl::backends::kube::KubeBackend;
 use drctl::exec::backend::ActionError;
 use drctl::runbook::Action;
 use serde::de::DeserializeOwned;
@@ -20,6 +19,7 @@ use crate::support::cli::{drctl_cmd, events, journal_path, only_run, run_id_of, 
 use crate::support::harness::{Bound, Harness, Opts, Run};
 use crate::support::kube::kget;
 use crate::support::operator::FakeOperator;
+use drctl::backends::Backends;
 
 // ---------------------------------------------------------------------------------------
 // One action in-process against a simulator
@@ -39,7 +39,7 @@ fn opts() -> Opts<'static> {
 /// A backend and a runtime that outlive single actions (port-forwards stay open).
 struct H {
     harness: Harness,
-    backend: KubeBackend,
+    backend: Backends,
     kubeconfig: String,
 }
 
@@ -52,7 +52,7 @@ impl H {
         let harness = Harness::new();
         H {
             harness,
-            backend: KubeBackend::from_env(),
+            backend: Backends::from_env(),
             kubeconfig,
         }
     }

@@ -7,14 +7,15 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use drctl::backends::Backends;
 use drctl::backends::etcd::EtcdBackend;
 use drctl::backends::ssh::{SshBackend, SshOptions};
-use drctl::exec::backend::{ActionError, Backend};
+use drctl::exec::backend::ActionError;
 use drctl::runbook::Action;
 
 use super::lab::{Etcd, EtcdSupervisor, Sshd, wait_until};
 use crate::support::cli::{drctl_cmd, root, unique};
-use crate::support::harness::{CtrlC, Opts, Run, perform};
+use crate::support::harness::{Alone, CtrlC, Opts, Run, perform};
 use crate::support::operator::FakeOperator;
 use crate::support::process::pid_alive;
 
@@ -35,7 +36,7 @@ fn action(yaml: &str) -> Action {
 
 /// Runs `a` like the engine, unattended: a rehearsal sets dry_run, a timeout drops the
 /// future.
-fn exec(b: &dyn Backend, a: &Action, dry_run: bool, timeout: Option<Duration>) -> Run {
+fn exec(b: &Backends, a: &Action, dry_run: bool, timeout: Option<Duration>) -> Run {
     perform(
         b,
         a,
@@ -48,16 +49,18 @@ fn exec(b: &dyn Backend, a: &Action, dry_run: bool, timeout: Option<Duration>) -
     )
 }
 
-fn ssh_backend(sshd: &Sshd) -> SshBackend {
+fn ssh_backend(sshd: &Sshd) -> Backends {
     SshBackend::new(SshOptions {
         config: Some(sshd.config_path()),
     })
+    .alone()
 }
 
-fn etcd_backend(sshd: &Sshd) -> EtcdBackend {
+fn etcd_backend(sshd: &Sshd) -> Backends {
     EtcdBackend::new(SshOptions {
         config: Some(sshd.config_path()),
     })
+    .alone()
 }
 
 /// Every process's command line (NULs as spaces).
@@ -323,7 +326,7 @@ fn ssh_refuses_changed_and_unknown_host_keys_and_explains_missing_keys() {
     );
     let bad = sshd.dir().join("config-wrong-key");
     std::fs::write(&bad, cfg).expect("write config");
-    let b = SshBackend::new(SshOptions { config: Some(bad) });
+    let b = SshBackend::new(SshOptions { config: Some(bad) }).alone();
     let e = exec(&b, &a, false, None).err();
     assert!(e.contains("no key was accepted for user"), "{e}");
     assert!(e.contains("never asks for passwords"), "{e}");

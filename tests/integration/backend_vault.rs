@@ -17,15 +17,16 @@ use serde_json::{Value, json};
 
 use super::lab::OpenBao;
 use crate::support::cli::{drctl_cmd, root, stderr, stdout};
-use crate::support::harness::{Opts, perform};
+use crate::support::harness::{Alone, Opts, perform};
 use crate::support::operator::FakeOperator;
 use crate::support::process::pid_alive;
 use crate::support::secrets::assert_not_written;
+use drctl::backends::Backends;
 
 /// The backend with its connection defaults from the action: the environment of the test
 /// runner is ignored.
-fn vault() -> VaultBackend {
-    VaultBackend::from_lookup(|_| None)
+fn vault() -> Backends {
+    VaultBackend::from_lookup(|_| None).alone()
 }
 
 fn t(s: &str) -> Text {
@@ -1180,7 +1181,7 @@ fn unattended_init_needs_save_to_and_writes_a_new_private_file() {
             save_to: save_to.map(t),
         })
     };
-    let backend = VaultBackend::from_lookup(|_| None);
+    let backend = VaultBackend::from_lookup(|_| None).alone();
     // Unattended, even with secret outputs capturing the result (quiet): refused before init.
     let quiet = || Opts {
         quiet: true,
@@ -1309,7 +1310,9 @@ fn kv_populate_takes_drctl_kv_values_and_names_the_missing_ones() {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        VaultBackend::from_lookup(|_| None).with_kv_env(move |k| m.get(k).cloned())
+        VaultBackend::from_lookup(|_| None)
+            .with_kv_env(move |k| m.get(k).cloned())
+            .alone()
     };
     // Rehearsal: names each variable and whether it is set, never a value.
     let r = perform(

@@ -3,9 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use drctl::exec::backend::{
-    ActionCtx, ActionError, ActionFuture, ActionResult, Backend, Cancel, EventBus,
-};
+use drctl::backends::Backends;
+use drctl::exec::backend::{ActionCtx, ActionError, ActionResult, Cancel, EventBus};
 use drctl::exec::context::{RunInfo, Values};
 use drctl::exec::prompt::Operator;
 use drctl::runbook::Action;
@@ -14,14 +13,14 @@ use serde_json::Value;
 
 use super::events::Events;
 
-/// The one place the tests call a backend: a change of how drctl dispatches an action to
-/// its backend is a change of the line below.
-fn dispatch<'a>(
-    backend: &'a dyn Backend,
-    action: &'a Action,
-    ctx: &'a ActionCtx<'a>,
-) -> ActionFuture<'a> {
-    Backend::execute(backend, action, ctx)
+/// The one place the tests call a backend: through the engine's own dispatch, so the
+/// routing the engine uses is the routing tested.
+async fn dispatch(
+    backends: &Backends,
+    action: &Action,
+    ctx: &ActionCtx<'_>,
+) -> Result<ActionResult, ActionError> {
+    drctl::exec::engine::perform(action, ctx, backends).await
 }
 
 /// The harness's own bound around an action: it turns a hang into a failure.
@@ -170,7 +169,7 @@ impl Harness {
     /// Runs `action` with `backend` as the engine runs a step.
     pub fn perform(
         &self,
-        backend: &dyn Backend,
+        backend: &Backends,
         action: &Action,
         op: &dyn Operator,
         opts: Opts,
@@ -210,7 +209,6 @@ impl Harness {
             quiet: opts.quiet,
             operator: op,
         };
-        assert!(backend.handles(action), "{}", action.name());
         let bound = match opts.bound {
             Bound::AtTimeout => opts.timeout,
             Bound::AfterTimeout => {
@@ -261,6 +259,33 @@ impl Harness {
 }
 
 /// Runs `action` with `backend` on a runtime of its own.
-pub fn perform(backend: &dyn Backend, action: &Action, op: &dyn Operator, opts: Opts) -> Run {
+pub fn perform(backend: &Backends, action: &Action, op: &dyn Operator, opts: Opts) -> Run {
     Harness::new().perform(backend, action, op, opts)
 }
+
+/// The backends of this build with `self` in place of the one from the environment: a
+/// backend under test reached through the engine's dispatch.
+pub trait Alone {
+    fn alone(self) -> Backends;
+}
+
+macro_rules! alone {
+    ($($field:ident: $ty:ty),*) => {$(
+        impl Alone for $ty {
+            fn alone(self) -> Backends {
+                Backends {
+                    $field: self,
+                    ..Backends::from_env()
+                }
+            }
+        }
+    )*};
+}
+
+alone!(
+    kube: drctl::backends::kube::KubeBackend,
+    vault: drctl::backends::vault::VaultBackend,
+    aws: drctl::backends::aws::AwsBackend,
+    ssh: drctl::backends::ssh::SshBackend,
+    etcd: drctl::backends::etcd::EtcdBackend
+);
