@@ -1442,3 +1442,55 @@ fn unattended_decisions_come_from_the_environment_and_untaken_branches_are_not_a
     );
     assert!(!both(&o).contains("`offsite-key`"), "{}", both(&o));
 }
+
+// ---------------------------------------------------------------------------------------
+// Retries follow the kind of failure
+// ---------------------------------------------------------------------------------------
+
+/// A missing kubeconfig cannot heal by waiting: one attempt, no "retrying in 10m", even
+/// with a retry policy; a command that failed is tried again by the same policy.
+#[test]
+fn only_failures_that_can_heal_are_retried() {
+    let tmp = tempdir();
+    let state = tmp.path().join("state");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("workdir");
+    let rb = fixture("engine-no-retry").display().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", rb.as_str(), "--yes", "--new", "--output", "json"];
+        args.extend_from_slice(extra);
+        let workdir = set("workdir", &work);
+        args.extend(["--set", workdir.as_str()]);
+        drctl_cmd(&state)
+            .env("KUBECONFIG", tmp.path().join("no-such-kubeconfig"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("drctl runs")
+    };
+    let retries = |evs: &[Value], id: &str| {
+        evs.iter()
+            .filter(|e| e["event"] == "step_retry" && e["id"] == id)
+            .count()
+    };
+
+    let o = run(&[]);
+    assert_eq!(code(&o), 1, "{}", both(&o));
+    let evs = events(&stdout(&o));
+    assert_eq!(retries(&evs, "read-cluster"), 0, "{}", both(&o));
+    let j = journal(&state, &run_id_of(&evs));
+    assert_eq!(step_state(&j, "read-cluster"), "failed");
+    assert!(
+        step(&j, "read-cluster")["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot load the Kubernetes connection")),
+        "{j}"
+    );
+
+    let o = run(&["--from", "flaky"]);
+    assert_eq!(code(&o), 0, "{}", both(&o));
+    let evs = events(&stdout(&o));
+    assert_eq!(retries(&evs, "flaky"), 1, "{}", both(&o));
+    let attempts = std::fs::read_to_string(work.join("flaky-attempts")).expect("attempts");
+    assert_eq!(attempts.lines().count(), 2);
+}
