@@ -262,6 +262,18 @@ impl Validator<'_> {
                     "use upper-case letters, digits and '_'",
                 );
             }
+            if let Some(env) = &spec.env
+                && !spec.is_secret()
+                && names_a_credential(env)
+            {
+                self.hint(
+                    pos,
+                    format!(
+                        "input `{name}` reads `{env}`, a credential, but is not secret: its value would be shown, journalled and reported"
+                    ),
+                    "declare it `type: secret` (asked masked, held in memory only), or read another variable",
+                );
+            }
             if spec.kind == InputKind::Choice && spec.choices.is_empty() {
                 self.hint(
                     pos,
@@ -995,6 +1007,35 @@ fn template_error(e: &minijinja::Error) -> String {
     }
 }
 
+/// Whether an environment variable holds a credential by its name (the well-known ones,
+/// and the `*_TOKEN`, `*_PASSWORD`, `*_SECRET...` conventions).
+fn names_a_credential(var: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "VAULT_TOKEN",
+        "BAO_TOKEN",
+        "VAULT_UNSEAL_KEY",
+        "KUBECONFIG_DATA",
+        "PGPASSWORD",
+        "MYSQL_PWD",
+        "SSH_AUTH_SOCK",
+    ];
+    const SUFFIXES: &[&str] = &[
+        "_TOKEN",
+        "_PASSWORD",
+        "_PASSWD",
+        "_SECRET",
+        "_SECRET_KEY",
+        "_SECRET_ACCESS_KEY",
+        "_API_KEY",
+        "_PRIVATE_KEY",
+        "_UNSEAL_KEY",
+        "_CREDENTIALS",
+    ];
+    EXACT.contains(&var) || SUFFIXES.iter().any(|s| var.ends_with(s))
+}
+
 fn first_line(s: &str) -> &str {
     s.lines().last().unwrap_or(s).trim()
 }
@@ -1029,6 +1070,41 @@ mod tests {
             .into_iter()
             .map(|d| d.message)
             .collect()
+    }
+
+    /// Attack: a runbook reads a credential into a plain input, whose value drctl would
+    /// show, journal and report. Refused, naming the variable; as a secret it is fine.
+    #[test]
+    fn inputs_reading_credentials_must_be_secret() {
+        let check_inputs = |inputs: &str| -> Vec<String> {
+            let src = format!(
+                "apiVersion: drctl/v1\nkind: Runbook\nname: t\ntitle: T\nsummary: S\ninputs:\n{inputs}steps:\n  - id: a\n    title: A\n    sleep: {{ duration: 1s }}\n"
+            );
+            let src: Arc<str> = Arc::from(src.as_str());
+            let rb = crate::runbook::load::parse("t.yaml", &src).expect("parses");
+            check("t.yaml", &src, &rb, Some("t"))
+                .into_iter()
+                .map(|d| d.message)
+                .collect()
+        };
+        for var in [
+            "AWS_SECRET_ACCESS_KEY",
+            "VAULT_TOKEN",
+            "BAO_TOKEN",
+            "GITHUB_TOKEN",
+            "DB_PASSWORD",
+            "CLOUDFLARE_API_KEY",
+        ] {
+            assert_eq!(
+                check_inputs(&format!("  k: {{ env: {var} }}\n")),
+                vec![format!(
+                    "input `k` reads `{var}`, a credential, but is not secret: its value would be shown, journalled and reported"
+                )]
+            );
+            assert!(check_inputs(&format!("  k: {{ env: {var}, type: secret }}\n")).is_empty());
+        }
+        assert!(check_inputs("  region: { env: AWS_REGION }\n").is_empty());
+        assert!(check_inputs("  ttl: { env: VAULT_TOKEN_TTL }\n").is_empty());
     }
 
     #[test]

@@ -198,14 +198,14 @@ impl AwsBackend {
     ) -> Result<ActionResult, ActionError> {
         let work = async {
             match op {
-                AwsOp::S3List(a) => self.s3_list(a, ctx).await,
-                AwsOp::S3Newest(a) => self.s3_newest(a, ctx).await,
-                AwsOp::S3Download(a) => self.s3_download(a, ctx).await,
-                AwsOp::S3Upload(a) => self.s3_upload(a, ctx).await,
-                AwsOp::KmsDescribe(a) => self.kms_describe(a, ctx).await,
-                AwsOp::KmsCancelDeletion(a) => self.kms_cancel_deletion(a, ctx).await,
-                AwsOp::KmsEnable(a) => self.kms_enable(a, ctx).await,
-                AwsOp::KmsVerify(a) => self.kms_verify(a, ctx).await,
+                AwsOp::S3List(a) => Box::pin(self.s3_list(a, ctx)).await,
+                AwsOp::S3Newest(a) => Box::pin(self.s3_newest(a, ctx)).await,
+                AwsOp::S3Download(a) => Box::pin(self.s3_download(a, ctx)).await,
+                AwsOp::S3Upload(a) => Box::pin(self.s3_upload(a, ctx)).await,
+                AwsOp::KmsDescribe(a) => Box::pin(self.kms_describe(a, ctx)).await,
+                AwsOp::KmsCancelDeletion(a) => Box::pin(self.kms_cancel_deletion(a, ctx)).await,
+                AwsOp::KmsEnable(a) => Box::pin(self.kms_enable(a, ctx)).await,
+                AwsOp::KmsVerify(a) => Box::pin(self.kms_verify(a, ctx)).await,
             }
         };
         if matches!(op, AwsOp::S3Upload(_)) {

@@ -194,15 +194,15 @@ impl VaultBackend {
         ctx: &ActionCtx<'_>,
     ) -> Result<ActionResult, ActionError> {
         let res = match op {
-            VaultOp::Status(a) => self.status(a, ctx).await,
-            VaultOp::WaitUnsealed(a) => self.wait_unsealed(a, ctx).await,
-            VaultOp::Unseal(a) => self.unseal(a, ctx).await,
-            VaultOp::Init(a) => self.init(a, ctx).await,
-            VaultOp::KvPut(a) => self.kv_put(a, ctx).await,
-            VaultOp::KvGet(a) => self.kv_get(a, ctx).await,
-            VaultOp::KvPopulate(a) => self.kv_populate(a, ctx).await,
-            VaultOp::Rekey(a) => self.rekey(a, ctx).await,
-            VaultOp::RekeyVerify(a) => self.rekey_verify(a, ctx).await,
+            VaultOp::Status(a) => Box::pin(self.status(a, ctx)).await,
+            VaultOp::WaitUnsealed(a) => Box::pin(self.wait_unsealed(a, ctx)).await,
+            VaultOp::Unseal(a) => Box::pin(self.unseal(a, ctx)).await,
+            VaultOp::Init(a) => Box::pin(self.init(a, ctx)).await,
+            VaultOp::KvPut(a) => Box::pin(self.kv_put(a, ctx)).await,
+            VaultOp::KvGet(a) => Box::pin(self.kv_get(a, ctx)).await,
+            VaultOp::KvPopulate(a) => Box::pin(self.kv_populate(a, ctx)).await,
+            VaultOp::Rekey(a) => Box::pin(self.rekey(a, ctx)).await,
+            VaultOp::RekeyVerify(a) => Box::pin(self.rekey_verify(a, ctx)).await,
         };
         res.map_err(ActionError::from)
     }

@@ -15,12 +15,13 @@ use super::events::Events;
 
 /// The one place the tests call a backend: through the engine's own dispatch, so the
 /// routing the engine uses is the routing tested.
-async fn dispatch(
-    backends: &Backends,
-    action: &Action,
-    ctx: &ActionCtx<'_>,
-) -> Result<ActionResult, ActionError> {
-    drctl::exec::engine::perform(action, ctx, backends).await
+fn dispatch<'a>(
+    backends: &'a Backends,
+    action: &'a Action,
+    ctx: &'a ActionCtx<'a>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<ActionResult, ActionError>> + 'a>> {
+    // Boxed: `block_on` keeps the future it runs on the test thread's stack.
+    Box::pin(drctl::exec::engine::perform(action, ctx, backends))
 }
 
 /// The harness's own bound around an action: it turns a hang into a failure.
