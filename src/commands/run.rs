@@ -124,6 +124,17 @@ fn step_record(p: &PlannedStep<'_>) -> StepRecord {
 
 type Pairs = BTreeMap<String, String>;
 
+/// Credentials drctl itself may use from its environment (the Vault and AWS backends run
+/// in this process) but never hands to a child process (a step's command, an ssh master):
+/// a step that needs one names it in its `env`.
+const INHERITED_CREDENTIALS: &[&str] = &[
+    "VAULT_TOKEN",
+    "BAO_TOKEN",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+];
+
 /// The runs whose journals parse; the others become notices (never silently ignored).
 fn readable_runs(store: &LocalStore, notices: &mut Vec<String>) -> Result<Vec<Journal>, Error> {
     let mut out = Vec::new();
@@ -248,16 +259,28 @@ fn unanswered(
         .collect()
 }
 
-pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Result<Outcome, Error> {
+/// How this invocation runs: where state lives, who answers, what was given.
+struct Settings {
+    state: PathBuf,
+    store: LocalStore,
+    yes: bool,
+    interactive: bool,
+    prompter: Box<dyn Prompter>,
+    op: String,
+    sets: Pairs,
+    set_files: BTreeMap<String, PathBuf>,
+}
+
+fn settings(start: &Start, args: &RunArgs) -> Result<Settings, Error> {
     let state = state_dir(args.state_dir.as_deref())?;
     let mut store = LocalStore::new(state.clone());
     store.disabled = args.no_journal;
     let tty = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     // A rehearsal changes nothing, so without a terminal it runs unattended on its own.
-    let rehearsal = matches!(&start, Start::New { dry_run: true, .. });
+    let rehearsal = matches!(start, Start::New { dry_run: true, .. });
     let yes = args.yes || (rehearsal && !tty);
     let interactive = !yes && tty;
-    let mut prompter: Box<dyn Prompter> = if interactive {
+    let prompter: Box<dyn Prompter> = if interactive {
         Box::new(TtyPrompter::default())
     } else {
         Box::new(NoPrompter)
@@ -268,15 +291,51 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
         ));
     }
     let op = operator();
-    let mut early_notices: Vec<String> = Vec::new();
     let sets = parse_pairs(&args.set, "--set")?;
     let set_files: BTreeMap<String, PathBuf> = parse_pairs(&args.set_file, "--set-file")?
         .into_iter()
         .map(|(k, v)| (k, PathBuf::from(v)))
         .collect();
+    Ok(Settings {
+        state,
+        store,
+        yes,
+        interactive,
+        prompter,
+        op,
+        sets,
+        set_files,
+    })
+}
 
+/// What to run: a new run of a runbook, or the journal of one to continue.
+struct Resolved {
+    entry: Entry,
+    journal: Option<Journal>,
+    resumed: bool,
+    dry_run: bool,
+    from: Option<String>,
+    only: Vec<String>,
+    resolve: BTreeMap<String, InterruptedDecision>,
+    allow_changed: bool,
+}
+
+enum Begin {
+    Run(Box<Resolved>),
+    /// The operator chose to resume this unfinished run instead.
+    ResumeInstead(String),
+    /// Nothing to do (the run already finished).
+    Done(Outcome),
+}
+
+fn resolve(
+    catalog: &Catalog,
+    start: Start,
+    s: &mut Settings,
+    early_notices: &mut Vec<String>,
+) -> Result<Begin, Error> {
     // Resolve what to run: a new run, or an existing journal.
-    let (entry, mut journal, resumed, opts_extra) = match start {
+    let resolved = match start {
         Start::New {
             entry,
             dry_run,
@@ -286,7 +345,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
         } => {
             if !dry_run
                 && let Some(holder) =
-                    crate::exec::lock::live_holder(&state, &entry.name, &hostname())
+                    crate::exec::lock::live_holder(&s.state, &entry.name, &hostname())
             {
                 return Err(Error::Run {
                     code: exit::LOCKED,
@@ -298,7 +357,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
                 });
             }
             if !dry_run && !new {
-                let unfinished = readable_runs(&store, &mut early_notices)?
+                let unfinished = readable_runs(&s.store, early_notices)?
                     .into_iter()
                     .find(|j| {
                         j.runbook == entry.name && j.mode == Mode::Run && !j.state.is_finished()
@@ -312,21 +371,13 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
                         j.started_at.format("%Y-%m-%d %H:%M UTC"),
                         j.operator
                     );
-                    if interactive {
-                        let yes = prompter
+                    if s.interactive {
+                        let yes = s
+                            .prompter
                             .yes_no(&ask, true)
                             .map_err(|e| Error::Usage(e.to_string()))?;
                         if yes {
-                            return run(
-                                catalog,
-                                Start::Resume {
-                                    run_id: Some(j.run_id),
-                                    resolve: Vec::new(),
-                                    allow_changed: false,
-                                },
-                                args,
-                                color,
-                            );
+                            return Ok(Begin::ResumeInstead(j.run_id));
                         }
                     } else {
                         return Err(Error::Run {
@@ -342,12 +393,16 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
                     }
                 }
             }
-            (
+            Resolved {
                 entry,
-                None,
-                false,
-                (dry_run, from, only, BTreeMap::new(), false),
-            )
+                journal: None,
+                resumed: false,
+                dry_run,
+                from,
+                only,
+                resolve: BTreeMap::new(),
+                allow_changed: false,
+            }
         }
         Start::Resume {
             run_id,
@@ -355,8 +410,8 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             allow_changed,
         } => {
             let j = match run_id {
-                Some(id) => store.load(&id)?,
-                None => readable_runs(&store, &mut early_notices)?
+                Some(id) => s.store.load(&id)?,
+                None => readable_runs(&s.store, early_notices)?
                     .into_iter()
                     .find(|j| j.mode == Mode::Run && !j.state.is_finished())
                     .ok_or_else(|| Error::Run {
@@ -366,14 +421,14 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             };
             if j.state.is_finished() {
                 // Nothing to do is not an error: said on stderr, exit 0.
-                return Ok(Outcome {
+                return Ok(Begin::Done(Outcome {
                     stdout: String::new(),
                     stderr: format!(
                         "run {} already finished; `drctl report {}` shows it\n",
                         j.run_id, j.run_id
                     ),
                     code: exit::OK,
-                });
+                }));
             }
             let entry = if j.runbook_source == "built-in" {
                 catalog.get(&j.runbook)?.clone()
@@ -395,15 +450,55 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
                 decisions.insert(k, d);
             }
             let dry = j.mode == Mode::Rehearsal;
-            (
+            Resolved {
                 entry,
-                Some(j),
-                true,
-                (dry, None, Vec::new(), decisions, allow_changed),
-            )
+                journal: Some(j),
+                resumed: true,
+                dry_run: dry,
+                from: None,
+                only: Vec::new(),
+                resolve: decisions,
+                allow_changed,
+            }
         }
     };
-    let (dry_run, from, only, resolve, allow_changed) = opts_extra;
+    Ok(Begin::Run(Box::new(resolved)))
+}
+
+pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Result<Outcome, Error> {
+    let mut s = settings(&start, args)?;
+    let mut early_notices: Vec<String> = Vec::new();
+    let Resolved {
+        entry,
+        mut journal,
+        resumed,
+        dry_run,
+        from,
+        only,
+        resolve,
+        allow_changed,
+    } = match self::resolve(catalog, start, &mut s, &mut early_notices)? {
+        Begin::Run(r) => *r,
+        Begin::Done(out) => return Ok(out),
+        Begin::ResumeInstead(run_id) => {
+            let start = Start::Resume {
+                run_id: Some(run_id),
+                resolve: Vec::new(),
+                allow_changed: false,
+            };
+            return run(catalog, start, args, color);
+        }
+    };
+    let Settings {
+        state,
+        store,
+        yes,
+        interactive,
+        mut prompter,
+        op,
+        sets,
+        set_files,
+    } = s;
     let (rb, warnings) = super::load_valid(&entry, color)?;
     let (set_inputs, answers) = split_sets(&rb, sets)?;
     let plan = Plan::compile(&rb, &entry.text, &set_inputs);
@@ -528,56 +623,15 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
     }
     store.ensure_run_dir(&run_id)?;
 
-    let mut j = match journal.take() {
-        Some(mut j) => {
-            j.fingerprint = fingerprint;
-            // Steps added by an allowed change start pending; removed ones are dropped.
-            let old: BTreeMap<String, StepRecord> =
-                j.steps.drain(..).map(|s| (s.id.clone(), s)).collect();
-            j.steps = plan
-                .steps
-                .iter()
-                .map(|p| {
-                    old.get(&p.step.id.value)
-                        .cloned()
-                        .unwrap_or_else(|| step_record(p))
-                })
-                .collect();
-            j
-        }
-        None => Journal {
-            format: FORMAT.into(),
-            version: VERSION,
-            seq: 0,
-            run_id: run_id.clone(),
-            runbook: rb.name.value.clone(),
-            runbook_title: rb.title.clone(),
-            runbook_source: match &entry.origin {
-                Origin::Builtin => "built-in".into(),
-                Origin::File(p) => std::fs::canonicalize(p)
-                    .unwrap_or_else(|_| p.clone())
-                    .display()
-                    .to_string(),
-            },
-            fingerprint,
-            mode: engine::mode(dry_run),
-            state: RunState::Running,
-            operator: op.clone(),
-            started_at: Utc::now(),
-            updated_at: Utc::now(),
-            inputs: collected.recorded.clone(),
-            secret_inputs: collected.secret_names.iter().cloned().collect(),
-            outputs: BTreeMap::new(),
-            secret_outputs: Vec::new(),
-            steps: plan.steps.iter().map(step_record).collect(),
-            cleanup: plan.cleanup.iter().map(step_record).collect(),
-            problems: Vec::new(),
-            caveats: Vec::new(),
-            decisions: BTreeMap::new(),
-            connections: BTreeMap::new(),
-            touched: Default::default(),
-        },
-    };
+    let mut j = journal_for(
+        journal.take(),
+        &plan,
+        &entry,
+        &run_id,
+        dry_run,
+        &op,
+        &collected,
+    );
     // Rehearsals start fresh problem lists on each resume.
     if resumed {
         j.problems.clear();
@@ -602,6 +656,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             k.starts_with("DRCTL_INPUT_")
                 || k.starts_with("DRCTL_ANSWER_")
                 || k.starts_with(crate::backends::vault::KV_ENV_PREFIX)
+                || INHERITED_CREDENTIALS.contains(&k.as_str())
         })
         .chain(
             rb.inputs
@@ -627,79 +682,24 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
         .get("context")
         .cloned()
         .or_else(|| args.context.clone());
-    for name in &j.secret_outputs {
-        let step = rb
-            .main_steps()
-            .find(|s| s.outputs.iter().any(|o| &o.name.value == name))
-            .map(|s| s.id.value.clone())
-            .unwrap_or_default();
-        // Gone with the earlier process (secrets are never written down), but the operator
-        // may hold it: it was shown once, or stored (a Secret, the password manager). A
-        // step still to run that needs it gets it from DRCTL_OUTPUT_<NAME> or, masked,
-        // from the operator; otherwise that step says which step to re-run.
-        if !still_needed(&rb, &j, name) {
-            values.lost_secrets.insert(name.clone(), step);
-            continue;
-        }
-        let var = format!("DRCTL_OUTPUT_{}", name.to_uppercase());
-        let given = match std::env::var(&var) {
-            Ok(v) if !v.is_empty() => {
-                values.scrub_env.push(var.clone());
-                Some(v)
-            }
-            _ if interactive => prompter
-                .input(
-                    &format!(
-                        "The secret output `{name}` of step `{step}` ended with the earlier drctl process (secrets are never written down). Enter it to go on (empty: re-run `{step}` instead)"
-                    ),
-                    true,
-                    None,
-                )
-                .ok()
-                .filter(|v| !v.is_empty()),
-            _ => None,
-        };
-        match given {
-            Some(v) => {
-                redactor.add(&v);
-                values
-                    .outputs
-                    .insert(name.clone(), minijinja::Value::from(v));
-                early_notices.push(format!(
-                    "the secret output `{name}` of step `{step}` was given again by the operator"
-                ));
-            }
-            None => {
-                values.lost_secrets.insert(name.clone(), step);
-            }
-        }
-    }
+    recover_secret_outputs(
+        &mut values,
+        &j,
+        &rb,
+        if interactive {
+            Some(prompter.as_mut())
+        } else {
+            None
+        },
+        &redactor,
+        &mut early_notices,
+    );
 
-    let bus = EventBus::new(redactor.clone());
-    let stdout_tty = std::io::stdout().is_terminal();
-    match args.output {
-        OutputFormat::Human => bus.add(Box::new(HumanReporter::new(
-            Box::new(std::io::stdout()),
-            stdout_tty,
-        ))),
-        OutputFormat::Json => bus.add(Box::new(JsonReporter::new(Box::new(std::io::stdout())))),
-    }
-    if !args.no_journal {
-        let audit = store.audit_path(&run_id);
-        let log = AuditLog::open(&audit, &op).map_err(|source| Error::Write {
-            path: audit.display().to_string(),
-            source,
-        })?;
-        bus.add(Box::new(log));
-    }
-    if !warnings.is_empty() {
-        bus.emit(RunEvent::Notice {
-            message: warnings.trim_end().to_owned(),
-        });
-    }
-    for n in early_notices.iter().chain(collected.notices.iter()) {
-        bus.emit(RunEvent::Notice { message: n.clone() });
-    }
+    let notices: Vec<String> = early_notices
+        .into_iter()
+        .chain(collected.notices.iter().cloned())
+        .collect();
+    let bus = event_bus(args, &store, &run_id, &op, &redactor, &warnings, &notices)?;
 
     let opts = Options {
         dry_run,
@@ -749,18 +749,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
         });
         engine.run().await
     })?;
-    let code = match final_journal.state {
-        RunState::Succeeded
-            if final_journal.mode == Mode::Rehearsal && !final_journal.problems.is_empty() =>
-        {
-            exit::FAILED
-        }
-        RunState::Succeeded => exit::OK,
-        RunState::Failed => exit::FAILED,
-        RunState::Paused => exit::NEEDS_OPERATOR,
-        RunState::Aborted => exit::ABORTED,
-        RunState::Running => exit::FAILED,
-    };
+    let code = exit_code(&final_journal);
     Ok(Outcome {
         stdout: String::new(),
         stderr: String::new(),
@@ -769,6 +758,179 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
 }
 
 /// Whether a step not yet done (or a cleanup step) uses the output `name` in a template.
+/// The journal this run writes: the resumed one (steps brought in line with an allowed
+/// change of the runbook), or a new one.
+fn journal_for(
+    journal: Option<Journal>,
+    plan: &Plan<'_>,
+    entry: &Entry,
+    run_id: &str,
+    dry_run: bool,
+    op: &str,
+    collected: &inputs::Collected,
+) -> Journal {
+    let rb = plan.runbook;
+    let fingerprint = plan.fingerprint.clone();
+    match journal {
+        Some(mut j) => {
+            j.fingerprint = fingerprint;
+            // Steps added by an allowed change start pending; removed ones are dropped.
+            let old: BTreeMap<String, StepRecord> =
+                j.steps.drain(..).map(|s| (s.id.clone(), s)).collect();
+            j.steps = plan
+                .steps
+                .iter()
+                .map(|p| {
+                    old.get(&p.step.id.value)
+                        .cloned()
+                        .unwrap_or_else(|| step_record(p))
+                })
+                .collect();
+            j
+        }
+        None => Journal {
+            format: FORMAT.into(),
+            version: VERSION,
+            seq: 0,
+            run_id: run_id.to_owned(),
+            runbook: rb.name.value.clone(),
+            runbook_title: rb.title.clone(),
+            runbook_source: match &entry.origin {
+                Origin::Builtin => "built-in".into(),
+                Origin::File(p) => std::fs::canonicalize(p)
+                    .unwrap_or_else(|_| p.clone())
+                    .display()
+                    .to_string(),
+            },
+            fingerprint,
+            mode: engine::mode(dry_run),
+            state: RunState::Running,
+            operator: op.to_owned(),
+            started_at: Utc::now(),
+            updated_at: Utc::now(),
+            inputs: collected.recorded.clone(),
+            secret_inputs: collected.secret_names.iter().cloned().collect(),
+            outputs: BTreeMap::new(),
+            secret_outputs: Vec::new(),
+            steps: plan.steps.iter().map(step_record).collect(),
+            cleanup: plan.cleanup.iter().map(step_record).collect(),
+            problems: Vec::new(),
+            caveats: Vec::new(),
+            decisions: BTreeMap::new(),
+            connections: BTreeMap::new(),
+            touched: Default::default(),
+        },
+    }
+}
+
+/// Where the run's events go: the terminal (or JSON lines), and the audit log.
+fn event_bus(
+    args: &RunArgs,
+    store: &LocalStore,
+    run_id: &str,
+    op: &str,
+    redactor: &Redactor,
+    warnings: &str,
+    notices: &[String],
+) -> Result<EventBus, Error> {
+    let bus = EventBus::new(redactor.clone());
+    let stdout_tty = std::io::stdout().is_terminal();
+    match args.output {
+        OutputFormat::Human => bus.add(Box::new(HumanReporter::new(
+            Box::new(std::io::stdout()),
+            stdout_tty,
+        ))),
+        OutputFormat::Json => bus.add(Box::new(JsonReporter::new(Box::new(std::io::stdout())))),
+    }
+    if !args.no_journal {
+        let audit = store.audit_path(run_id);
+        let log = AuditLog::open(&audit, op).map_err(|source| Error::Write {
+            path: audit.display().to_string(),
+            source,
+        })?;
+        bus.add(Box::new(log));
+    }
+    if !warnings.is_empty() {
+        bus.emit(RunEvent::Notice {
+            message: warnings.trim_end().to_owned(),
+        });
+    }
+    for n in notices {
+        bus.emit(RunEvent::Notice { message: n.clone() });
+    }
+    Ok(bus)
+}
+
+/// Secret outputs of a resumed run are gone with the earlier process (secrets are never
+/// written down), but the operator may hold them: shown once, or stored (a Secret, the
+/// password manager). One that a step still to run needs comes from
+/// DRCTL_OUTPUT_<NAME> or, masked, from the operator; otherwise it is marked lost and that
+/// step says which step to re-run.
+fn recover_secret_outputs(
+    values: &mut Values,
+    j: &Journal,
+    rb: &Runbook,
+    mut prompter: Option<&mut dyn Prompter>,
+    redactor: &Redactor,
+    early_notices: &mut Vec<String>,
+) {
+    for name in &j.secret_outputs {
+        let step = rb
+            .main_steps()
+            .find(|s| s.outputs.iter().any(|o| &o.name.value == name))
+            .map(|s| s.id.value.clone())
+            .unwrap_or_default();
+        if !still_needed(rb, j, name) {
+            values.lost_secrets.insert(name.clone(), step);
+            continue;
+        }
+        let var = format!("DRCTL_OUTPUT_{}", name.to_uppercase());
+        let given = match std::env::var(&var) {
+            Ok(v) if !v.is_empty() => {
+                values.scrub_env.push(var.clone());
+                Some(v)
+            }
+            _ => prompter.as_mut().and_then(|p| {
+                p.input(
+                    &format!(
+                        "The secret output `{name}` of step `{step}` ended with the earlier drctl process (secrets are never written down). Enter it to go on (empty: re-run `{step}` instead)"
+                    ),
+                    true,
+                    None,
+                )
+                .ok()
+                .filter(|v| !v.is_empty())
+            }),
+        };
+        match given {
+            Some(v) => {
+                redactor.add(&v);
+                values
+                    .outputs
+                    .insert(name.clone(), minijinja::Value::from(v));
+                early_notices.push(format!(
+                    "the secret output `{name}` of step `{step}` was given again by the operator"
+                ));
+            }
+            None => {
+                values.lost_secrets.insert(name.clone(), step);
+            }
+        }
+    }
+}
+
+/// The exit code of a run that ended in this journal.
+fn exit_code(j: &Journal) -> i32 {
+    match j.state {
+        RunState::Succeeded if j.mode == Mode::Rehearsal && !j.problems.is_empty() => exit::FAILED,
+        RunState::Succeeded => exit::OK,
+        RunState::Failed => exit::FAILED,
+        RunState::Paused => exit::NEEDS_OPERATOR,
+        RunState::Aborted => exit::ABORTED,
+        RunState::Running => exit::FAILED,
+    }
+}
+
 fn still_needed(rb: &Runbook, j: &Journal, name: &str) -> bool {
     let open = |id: &str| {
         j.step(id)

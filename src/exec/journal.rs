@@ -288,21 +288,59 @@ impl LocalStore {
 
     pub fn ensure_run_dir(&self, run_id: &str) -> Result<PathBuf, JournalError> {
         let dir = self.run_dir(run_id);
-        create_private_dir(&dir).map_err(|source| JournalError::StateDir {
-            path: dir.clone(),
-            source,
-        })?;
+        create_private_dir(&dir)
+            .and_then(|()| check_private_dir(&self.root))
+            .map_err(|source| JournalError::StateDir {
+                path: dir.clone(),
+                source,
+            })?;
         Ok(dir)
     }
 }
 
-/// Create a directory (and parents) readable by the owner only.
+/// Create a directory (and parents) readable by the owner only, and refuse one that is not
+/// safe to keep a run's state in: a symbolic link (writes would land where it points), a
+/// directory of another user, or one that group or others may write to (they could plant
+/// links or swap the journal).
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)
+        .create(dir)?;
+    check_private_dir(dir)
+}
+
+/// See `create_private_dir`: an existing directory must be a real one of this user that
+/// group and others cannot write to.
+pub fn check_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(dir)?;
+    let refuse = |why: String| std::io::Error::new(std::io::ErrorKind::PermissionDenied, why);
+    if meta.file_type().is_symlink() || !meta.is_dir() {
+        return Err(refuse(format!(
+            "{} is a symbolic link or not a directory; drctl keeps state only in a real directory of its own (remove it, or choose another with --state-dir)",
+            dir.display()
+        )));
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let me = unsafe { libc::getuid() };
+    if meta.uid() != me {
+        return Err(refuse(format!(
+            "{} belongs to another user (uid {}); drctl keeps state only in a directory of its own (choose another with --state-dir)",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(refuse(format!(
+            "{} is writable by group or others (mode {:o}); fix it with `chmod go-w {}`",
+            dir.display(),
+            meta.mode() & 0o7777,
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Write `bytes` to `path` atomically: a temp file in the same directory, fsync, rename
@@ -318,10 +356,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         std::process::id()
     ));
     {
+        // A leftover of this pid (or a planted link): removed, never written through.
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(bytes)?;
@@ -473,6 +516,47 @@ pub fn parse(path: &Path, audit: &Path, bytes: &[u8]) -> Result<Journal, Journal
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Attack (issue 19, items 3 and 4): a state directory others can write to, a run
+    /// directory or journal temp file that is a planted symbolic link. Each is refused or
+    /// removed; the victim file is never written or chmod'ed.
+    #[test]
+    fn state_is_never_written_through_links_or_into_shared_directories() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let victim = tmp.path().join("victim");
+        fs::write(&victim, "precious").expect("victim");
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).expect("chmod");
+
+        // A state directory writable by others.
+        let shared = tmp.path().join("shared");
+        fs::create_dir(&shared).expect("shared");
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).expect("chmod");
+        let e = LocalStore::new(shared.clone())
+            .ensure_run_dir("r1")
+            .expect_err("refused");
+        assert!(e.to_string().contains("chmod go-w"), "{e}");
+
+        // A run directory that is a link to elsewhere.
+        let state = tmp.path().join("state");
+        let store = LocalStore::new(state.clone());
+        store.ensure_run_dir("r0").expect("a first run");
+        let elsewhere = tmp.path().join("elsewhere");
+        fs::create_dir(&elsewhere).expect("elsewhere");
+        std::os::unix::fs::symlink(&elsewhere, store.run_dir("r2")).expect("plant");
+        let e = store.ensure_run_dir("r2").expect_err("refused");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+
+        // The journal's temp file planted as a link to the victim.
+        let target = state.join("journal.json");
+        let tmp_name = state.join(format!(".journal.json.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp_name).expect("plant");
+        write_atomic(&target, b"{}").expect("written");
+        assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious");
+        let mode = fs::metadata(&victim).expect("victim").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        assert_eq!(fs::read_to_string(&target).expect("journal"), "{}");
+    }
 
     fn journal(id: &str) -> Journal {
         Journal {

@@ -323,9 +323,11 @@ pub struct AuditLog {
 impl AuditLog {
     pub fn open(path: &Path, operator: &str) -> std::io::Result<Self> {
         use std::os::unix::fs::OpenOptionsExt;
+        // Never through a symbolic link planted in its place.
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(0o600)
             .open(path)?;
         Ok(AuditLog {
@@ -345,5 +347,23 @@ impl Reporter for AuditLog {
         if let Ok(s) = serde_json::to_string(&v) {
             let _ = writeln!(self.file, "{s}");
         }
+    }
+}
+
+#[cfg(test)]
+mod audit_tests {
+    /// Attack (issue 19, item 4): the audit log planted as a link to a victim file.
+    #[test]
+    fn the_audit_log_is_never_written_through_a_link() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, "precious").expect("victim");
+        let audit = tmp.path().join("audit.jsonl");
+        std::os::unix::fs::symlink(&victim, &audit).expect("plant");
+        assert!(super::AuditLog::open(&audit, "op").is_err());
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "precious"
+        );
     }
 }

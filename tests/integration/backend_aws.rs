@@ -821,6 +821,24 @@ fn s3_multipart_upload_cancelled_half_way_leaves_no_object_and_no_parts() {
     );
 }
 
+/// Attack (issue 19, item 4): another local user plants `TO.part` (and its state file) as
+/// links to a victim file before the download. Nothing is written through them.
+#[test]
+fn a_planted_part_file_link_is_never_written_through() {
+    let lab = Lab::start();
+    lab.moto.create_bucket(BUCKET);
+    lab.moto.put_object(BUCKET, "snap.db", b"snapshot bytes");
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let to = dir.path().join("snap.db");
+    std::os::unix::fs::symlink(&victim, dir.path().join("snap.db.part")).unwrap();
+    let r = lab.run(&download("snap.db", &to, None));
+    assert!(r.result.is_err(), "{}", r.events);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(!to.exists());
+}
+
 // ---------------------------------------------------------------------------------------
 // The drctl binary end to end
 // ---------------------------------------------------------------------------------------

@@ -1494,3 +1494,49 @@ fn only_failures_that_can_heal_are_retried() {
     let attempts = std::fs::read_to_string(work.join("flaky-attempts")).expect("attempts");
     assert_eq!(attempts.lines().count(), 2);
 }
+
+/// Attack (issue 19, item 6): credentials in drctl's own environment (VAULT_TOKEN,
+/// BAO_TOKEN, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) would reach every command a
+/// runbook runs. A step's command sees none of them; a step that names one in its `env`
+/// gets exactly the value it names.
+#[test]
+fn inherited_credentials_reach_no_child_process() {
+    let tmp = tempdir();
+    let state = tmp.path().join("state");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("workdir");
+    let rb = fixture("engine-credentials").display().to_string();
+    let workdir = set("workdir", &work);
+    let inherited = [
+        ("VAULT_TOKEN", "hvs.inherited-root-token"),
+        ("BAO_TOKEN", "inherited-bao-token"),
+        ("AWS_SECRET_ACCESS_KEY", "inherited-aws-secret"),
+        ("AWS_SESSION_TOKEN", "inherited-aws-session"),
+    ];
+    let o = drctl_cmd(&state)
+        .envs(inherited)
+        .env("STEP_TOKEN", "the-token-the-step-names")
+        .args(["run", rb.as_str(), "--yes", "--set", workdir.as_str()])
+        .stdin(Stdio::null())
+        .output()
+        .expect("drctl runs");
+    assert_eq!(code(&o), 0, "{}", both(&o));
+    let plain = std::fs::read_to_string(work.join("env-plain")).expect("env-plain");
+    let named = std::fs::read_to_string(work.join("env-named")).expect("env-named");
+    for (var, value) in inherited {
+        assert!(
+            !plain.contains(value),
+            "{var} reached the command:\n{plain}"
+        );
+        assert!(
+            !named.contains(value),
+            "{var} reached the command:\n{named}"
+        );
+    }
+    assert!(
+        named
+            .lines()
+            .any(|l| l == "VAULT_TOKEN=the-token-the-step-names"),
+        "{named}"
+    );
+}

@@ -312,13 +312,12 @@ fn read_state(path: &Path) -> Option<State> {
 
 /// Written to a temporary file and renamed, so a crash leaves the old or the new list.
 fn write_state(path: &Path, state: &State) -> Res<()> {
-    let tmp = sidecar(path, ".tmp");
     let text = serde_json::to_vec(state).map_err(|e| AwsError::Io {
         what: "cannot encode the download state".into(),
         detail: e.to_string(),
     })?;
-    std::fs::write(&tmp, text).map_err(io_err(format!("cannot write `{}`", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(io_err(format!("cannot write `{}`", path.display())))
+    crate::exec::journal::write_atomic(path, &text)
+        .map_err(io_err(format!("cannot write `{}`", path.display())))
 }
 
 pub(super) async fn run(job: Job<'_>, ctx: &ActionCtx<'_>) -> Res<ActionResult> {
@@ -469,10 +468,12 @@ async fn fetch(
     let mut state = match prior {
         Some(s) => s,
         None => {
+            // Never through a link planted at the `.part` path.
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW)
                 .mode(0o600)
                 .open(o.part_path)
                 .map_err(io_err(format!("cannot create `{}`", o.part_path.display())))?;
@@ -506,6 +507,7 @@ async fn fetch(
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(o.part_path)
         .map_err(io_err(format!("cannot open `{}`", o.part_path.display())))?;
     let file = Arc::new(file);

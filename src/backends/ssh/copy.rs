@@ -348,10 +348,12 @@ async fn download(job: &Transfer<'_>) -> Result<ActionResult, SshError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "download".into());
     let part = dir.join(format!(".{name}.drctl-part"));
+    // Never through a link planted at the `.part` path.
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .mode(mode)
         .open(&part)
         .map(tokio::fs::File::from_std)
