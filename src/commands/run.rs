@@ -124,17 +124,6 @@ fn step_record(p: &PlannedStep<'_>) -> StepRecord {
 
 type Pairs = BTreeMap<String, String>;
 
-/// Credentials drctl itself may use from its environment (the Vault and AWS backends run
-/// in this process) but never hands to a child process (a step's command, an ssh master):
-/// a step that needs one names it in its `env`.
-const INHERITED_CREDENTIALS: &[&str] = &[
-    "VAULT_TOKEN",
-    "BAO_TOKEN",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-];
-
 /// The runs whose journals parse; the others become notices (never silently ignored).
 fn readable_runs(store: &LocalStore, notices: &mut Vec<String>) -> Result<Vec<Journal>, Error> {
     let mut out = Vec::new();
@@ -656,7 +645,6 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             k.starts_with("DRCTL_INPUT_")
                 || k.starts_with("DRCTL_ANSWER_")
                 || k.starts_with(crate::backends::vault::KV_ENV_PREFIX)
-                || INHERITED_CREDENTIALS.contains(&k.as_str())
         })
         .chain(
             rb.inputs

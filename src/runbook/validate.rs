@@ -1061,10 +1061,13 @@ mod tests {
     use super::*;
 
     fn check_src(steps: &str) -> Vec<String> {
-        let src = format!(
+        check_yaml(&format!(
             "apiVersion: drctl/v1\nkind: Runbook\nname: t\ntitle: T\nsummary: S\nsteps:\n{steps}"
-        );
-        let src: Arc<str> = Arc::from(src.as_str());
+        ))
+    }
+
+    fn check_yaml(src: &str) -> Vec<String> {
+        let src: Arc<str> = Arc::from(src);
         let rb = crate::runbook::load::parse("t.yaml", &src).expect("parses");
         check("t.yaml", &src, &rb, Some("t"))
             .into_iter()
@@ -1076,16 +1079,10 @@ mod tests {
     /// show, journal and report. Refused, naming the variable; as a secret it is fine.
     #[test]
     fn inputs_reading_credentials_must_be_secret() {
-        let check_inputs = |inputs: &str| -> Vec<String> {
-            let src = format!(
+        let check_inputs = |inputs: &str| {
+            check_yaml(&format!(
                 "apiVersion: drctl/v1\nkind: Runbook\nname: t\ntitle: T\nsummary: S\ninputs:\n{inputs}steps:\n  - id: a\n    title: A\n    sleep: {{ duration: 1s }}\n"
-            );
-            let src: Arc<str> = Arc::from(src.as_str());
-            let rb = crate::runbook::load::parse("t.yaml", &src).expect("parses");
-            check("t.yaml", &src, &rb, Some("t"))
-                .into_iter()
-                .map(|d| d.message)
-                .collect()
+            ))
         };
         for var in [
             "AWS_SECRET_ACCESS_KEY",
