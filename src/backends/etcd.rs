@@ -65,15 +65,7 @@ impl EtcdBackend {
     pub fn new(ssh: SshOptions) -> Self {
         EtcdBackend { ssh }
     }
-}
 
-/// The actions this backend performs (routed here by `exec::engine::perform`).
-pub enum EtcdOp<'a> {
-    SnapshotStatus(&'a EtcdSnapshotStatus),
-    SnapshotRestore(&'a EtcdSnapshotRestore),
-}
-
-impl EtcdBackend {
     pub async fn perform(
         &self,
         op: EtcdOp<'_>,
@@ -84,6 +76,12 @@ impl EtcdBackend {
             EtcdOp::SnapshotRestore(a) => restore(&self.ssh, a, ctx).await.map_err(Into::into),
         }
     }
+}
+
+/// The actions this backend performs (routed here by `exec::engine::perform`).
+pub enum EtcdOp<'a> {
+    SnapshotStatus(&'a EtcdSnapshotStatus),
+    SnapshotRestore(&'a EtcdSnapshotRestore),
 }
 
 fn render(ctx: &ActionCtx<'_>, t: &crate::runbook::Text) -> Result<String, EtcdError> {

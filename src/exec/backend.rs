@@ -18,8 +18,7 @@ pub struct ActionResult {
 
 /// What kind of failure an action met: decides whether waiting can heal it (the retry
 /// loop) and which exit code a run that ends on it returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
     /// Connection refused, reset, DNS: the system may come back.
     Unreachable,

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use minijinja::Value;
 
+use crate::plan::resolver::{Resolver, placeholder};
 use crate::runbook::Text;
 use crate::runbook::action::Sink;
 use crate::runbook::template::{environment, template_name};
@@ -70,24 +71,55 @@ impl Values {
         }
     }
 
-    fn context(&self, result: Option<&serde_json::Value>) -> Value {
-        let run = minijinja::context! {
+    /// `run.*` as templates see it.
+    fn run_context(&self) -> Value {
+        minijinja::context! {
             id => self.run.id.clone(),
             runbook => self.run.runbook.clone(),
             operator => self.run.operator.clone(),
             dry_run => self.run.dry_run,
             started_at => self.run.started_at.clone(),
             failed_step => self.run.failed_step.clone(),
-        };
+        }
+    }
+
+    fn context(&self, result: Option<&serde_json::Value>) -> Value {
         let result = result
             .map(Value::from_serialize)
             .unwrap_or(Value::UNDEFINED);
         minijinja::context! {
             inputs => self.inputs.clone(),
             outputs => self.outputs.clone(),
-            run => run,
+            run => self.run_context(),
             result => result,
         }
+    }
+
+    /// A resolver for showing what a step will do: real values, but secret inputs and
+    /// outputs (and lost ones) as `<name>` placeholders.
+    pub fn shown_resolver(&self) -> Resolver {
+        let mask = |m: &BTreeMap<String, Value>| -> BTreeMap<String, Value> {
+            m.iter()
+                .map(|(k, v)| {
+                    let v = if self.secret_names.contains(k) {
+                        placeholder(k)
+                    } else {
+                        v.clone()
+                    };
+                    (k.clone(), v)
+                })
+                .collect()
+        };
+        let mut outputs = mask(&self.outputs);
+        for name in self.lost_secrets.keys() {
+            outputs.insert(name.clone(), placeholder(name));
+        }
+        Resolver::from_context(minijinja::context! {
+            inputs => mask(&self.inputs),
+            outputs => outputs,
+            run => self.run_context(),
+            result => placeholder("result"),
+        })
     }
 
     /// Which lost secret (if any) a template needs, for a clear error instead of

@@ -52,40 +52,9 @@ impl Resolver {
         }
     }
 
-    /// A resolver over the values of a running run: real values, but secret inputs and
-    /// outputs as placeholders, for showing what a step will do.
-    pub fn from_run(values: &crate::exec::context::Values) -> Self {
-        let mask = |m: &BTreeMap<String, Value>| -> BTreeMap<String, Value> {
-            m.iter()
-                .map(|(k, v)| {
-                    let v = if values.secret_names.contains(k) {
-                        placeholder(k)
-                    } else {
-                        v.clone()
-                    };
-                    (k.clone(), v)
-                })
-                .collect()
-        };
-        let mut outputs = mask(&values.outputs);
-        for name in values.lost_secrets.keys() {
-            outputs.insert(name.clone(), placeholder(name));
-        }
-        let r = &values.run;
-        let run = minijinja::context! {
-            id => r.id.clone(),
-            runbook => r.runbook.clone(),
-            operator => r.operator.clone(),
-            dry_run => r.dry_run,
-            started_at => r.started_at.clone(),
-            failed_step => r.failed_step.clone(),
-        };
-        let ctx = minijinja::context! {
-            inputs => mask(&values.inputs),
-            outputs => outputs,
-            run => run,
-            result => placeholder("result"),
-        };
+    /// A resolver over a context the caller built (a running run's values, with its
+    /// secrets already placeholders: `exec::context::Values::shown_resolver`).
+    pub fn from_context(ctx: Value) -> Self {
         Resolver {
             env: environment(),
             ctx,
@@ -106,6 +75,6 @@ impl Resolver {
 }
 
 /// `<name>`: marked safe so a command template does not quote it.
-fn placeholder(name: &str) -> Value {
+pub fn placeholder(name: &str) -> Value {
     Value::from_safe_string(format!("<{name}>"))
 }

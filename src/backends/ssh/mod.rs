@@ -113,15 +113,7 @@ impl SshBackend {
     pub fn new(opts: SshOptions) -> Self {
         SshBackend { opts }
     }
-}
 
-/// The actions this backend performs (routed here by `exec::engine::perform`).
-pub enum SshOp<'a> {
-    Run(&'a SshRun),
-    Copy(&'a SshCopy),
-}
-
-impl SshBackend {
     pub async fn perform(
         &self,
         op: SshOp<'_>,
@@ -132,6 +124,12 @@ impl SshBackend {
             SshOp::Copy(a) => copy::ssh_copy(&self.opts, a, ctx).await.map_err(Into::into),
         }
     }
+}
+
+/// The actions this backend performs (routed here by `exec::engine::perform`).
+pub enum SshOp<'a> {
+    Run(&'a SshRun),
+    Copy(&'a SshCopy),
 }
 
 fn render(ctx: &ActionCtx<'_>, t: &crate::runbook::Text, sink: Sink) -> Result<String, SshError> {

@@ -19,7 +19,7 @@ mod dispatch;
 mod interactive;
 mod step;
 
-use crate::plan::{Plan, Resolver, equivalent};
+use crate::plan::{Plan, equivalent};
 use crate::runbook::Dur;
 use crate::runbook::action::{Action, ActionSpec, Sink};
 use crate::runbook::model::{ActionBlock, Step};
@@ -602,7 +602,7 @@ impl Engine<'_> {
 
     /// What the action will do, with secrets as placeholders.
     fn rendered(&self, action: &Action) -> Vec<String> {
-        let r = Resolver::from_run(&self.values);
+        let r = self.values.shown_resolver();
         let mut lines = match action {
             Action::Manual(m) => vec![r.text(&m.instructions, Sink::Shown)],
             // The prompt itself asks the question; shown here: what each answer means.
