@@ -7,6 +7,8 @@ pub mod fieldpath;
 pub mod glob;
 pub mod load;
 pub mod model;
+pub mod shellctx;
+pub mod taint;
 pub mod template;
 pub mod text;
 pub mod validate;

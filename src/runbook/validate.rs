@@ -2,11 +2,15 @@
 //! each pointing at the line that holds it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+use regex::Regex;
 
 use super::action::{Action, ActionSpec, FileSource, InputKind, Sink};
 use super::diagnostic::Diagnostic;
 use super::model::{ActionBlock, Callout, Runbook, Step};
+use super::shellctx;
+use super::taint::{Form, Probe};
 use super::template::{ROOTS, environment, template_name};
 use super::text::{Pos, Text};
 
@@ -37,6 +41,7 @@ pub fn check(
         rb,
         outputs: HashMap::new(),
         result_secrets: &[],
+        probe: probe(rb),
     };
     v.runbook(expected_name);
     v.diags
@@ -74,6 +79,26 @@ struct Validator<'a> {
     outputs: HashMap<String, OutputInfo>,
     /// Secret fields of the `result` of the step being checked.
     result_secrets: &'static [&'static str],
+    probe: Probe,
+}
+
+/// The stand-in values for finding which secrets a template depends on.
+fn probe(rb: &Runbook) -> Probe {
+    let inputs = rb
+        .inputs
+        .iter()
+        .map(|(n, spec)| {
+            let default = spec.default.as_ref().map(|d| d.value.clone());
+            (n.clone(), spec.is_secret(), default)
+        })
+        .collect();
+    let outputs = rb
+        .main_steps()
+        .chain(rb.cleanup.iter())
+        .flat_map(|s| s.outputs.iter())
+        .map(|o| (o.name.value.clone(), o.secret))
+        .collect();
+    Probe::new(inputs, outputs)
 }
 
 impl Validator<'_> {
@@ -764,13 +789,24 @@ impl Validator<'_> {
         if !t.is_template() {
             return;
         }
-        if sink == Sink::Command
-            && let Some(quote) = template_inside_quotes(&t.value)
-        {
+        if sink == Sink::Command {
+            for (offset, place) in shellctx::placements(&t.value) {
+                if let Some((message, hint)) = place.explain() {
+                    let line = t.value[..offset].matches('\n').count() + 1;
+                    let message = if t.value.trim_end().contains('\n') {
+                        format!("{message} (line {line} of the script)")
+                    } else {
+                        message.to_owned()
+                    };
+                    self.hint(t.pos, message, hint);
+                }
+            }
+        }
+        if let Some(what) = turns_quoting_off(&t.value) {
             self.hint(
                 t.pos,
-                format!("a template value inside {quote} is not protected by drctl's quoting: the shell still expands `$(...)` there"),
-                "drop the surrounding quotes: drctl quotes every value itself (`echo {{ inputs.x }}`)",
+                format!("{what} is not available in drctl templates"),
+                "`| raw` is the one way to leave a value unquoted in a command line; it stays visible in review",
             );
         }
         let refs = match self
@@ -787,7 +823,13 @@ impl Validator<'_> {
                 return;
             }
         };
-        let secrets = self.references(t.pos, refs, scope);
+        let mut secrets = self.references(t.pos, refs, scope);
+        if sink != Sink::Hidden {
+            let found =
+                self.probe
+                    .secrets_used(&t.value, Form::Template(sink), self.result_in(scope));
+            add_found(&mut secrets, found);
+        }
         if sink != Sink::Hidden && !secrets.is_empty() {
             let what = if sink == Sink::Command {
                 "into a command line, which is shown, logged and visible in `ps`"
@@ -816,7 +858,13 @@ impl Validator<'_> {
                 return;
             }
         };
-        let secrets = self.references(t.pos, refs, scope);
+        let mut secrets = self.references(t.pos, refs, scope);
+        if output_secret == Some(false) {
+            let found = self
+                .probe
+                .secrets_used(&t.value, Form::Expression, self.result_in(scope));
+            add_found(&mut secrets, found);
+        }
         if output_secret == Some(false) && !secrets.is_empty() {
             self.hint(
                 t.pos,
@@ -827,6 +875,11 @@ impl Validator<'_> {
                 "add `secret: true` to the output so it is never journalled or shown",
             );
         }
+    }
+
+    /// The secret fields of `result`, where `result` is in scope.
+    fn result_in(&self, scope: Scope) -> Option<&'static [&'static str]> {
+        matches!(scope, Scope::StepResult(_) | Scope::CleanupResult).then_some(self.result_secrets)
     }
 
     /// Check every referenced variable; returns the secret ones (`input `x``).
@@ -840,7 +893,17 @@ impl Validator<'_> {
             let field = parts.next();
             match root {
                 "inputs" => {
-                    let Some(name) = field else { continue };
+                    let Some(name) = field else {
+                        // A subscript, an alias or the whole map: any secret input.
+                        secrets.extend(
+                            self.rb
+                                .inputs
+                                .iter()
+                                .filter(|(_, spec)| spec.is_secret())
+                                .map(|(n, _)| format!("input `{n}` (through `inputs` used whole or by subscript; name the input: `inputs.NAME`)")),
+                        );
+                        continue;
+                    };
                     match self.rb.inputs.get(name) {
                         Some(spec) => {
                             if spec.is_secret() {
@@ -872,12 +935,22 @@ impl Validator<'_> {
                     }
                 }
                 "outputs" => {
-                    let Some(name) = field else { continue };
                     let here = match scope {
                         Scope::Start => Some(0),
                         Scope::Step(i) => Some(i),
                         Scope::StepResult(i) => Some(i),
                         Scope::Cleanup | Scope::CleanupResult => None,
+                    };
+                    let Some(name) = field else {
+                        let mut names: Vec<&String> = self
+                            .outputs
+                            .iter()
+                            .filter(|(_, o)| o.secret && here.is_none_or(|i| o.order < i))
+                            .map(|(n, _)| n)
+                            .collect();
+                        names.sort();
+                        secrets.extend(names.into_iter().map(|n| format!("output `{n}` (through `outputs` used whole or by subscript; name the output: `outputs.NAME`)")));
+                        continue;
                     };
                     match self.outputs.get(name) {
                         Some(info) => {
@@ -923,10 +996,14 @@ impl Validator<'_> {
                     }
                 }
                 "result" => {
-                    if let Some(f) = field
-                        && self.result_secrets.contains(&f)
-                    {
-                        secrets.push(format!("result `{f}`"));
+                    match field {
+                        Some(f) if self.result_secrets.contains(&f) => {
+                            secrets.push(format!("result `{f}`"));
+                        }
+                        Some(_) => {}
+                        None => secrets.extend(self.result_secrets.iter().map(|f| {
+                            format!("result `{f}` (through `result` used whole or by subscript; name the field: `result.FIELD`)")
+                        })),
                     }
                     if !matches!(scope, Scope::StepResult(_) | Scope::CleanupResult) {
                         self.hint(
@@ -951,49 +1028,28 @@ impl Validator<'_> {
     }
 }
 
-/// Whether a `{{` sits inside double quotes or backticks of a shell command, where the
-/// single quotes drctl adds are literal characters and `$(...)` would still run.
-fn template_inside_quotes(script: &str) -> Option<&'static str> {
-    #[derive(PartialEq)]
-    enum St {
-        Plain,
-        Single,
-        Double,
-        Backtick,
-    }
-    let mut st = St::Plain;
-    let b = script.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'{' && b.get(i + 1) == Some(&b'{') {
-            match st {
-                St::Double => return Some("double quotes"),
-                St::Backtick => return Some("backticks"),
-                _ => {}
-            }
-            // Skip the expression itself: its quotes are MiniJinja's, not the shell's.
-            match script[i..].find("}}") {
-                Some(end) => {
-                    i += end + 2;
-                    continue;
-                }
-                None => return None,
-            }
+/// Secrets found by rendering that reference tracking did not name.
+fn add_found(secrets: &mut Vec<String>, found: Vec<String>) {
+    for f in found {
+        if !secrets.iter().any(|s| s.starts_with(&f)) {
+            secrets.push(f);
         }
-        match (&st, c) {
-            (St::Plain | St::Double | St::Backtick, b'\\') => i += 1,
-            (St::Plain, b'\'') => st = St::Single,
-            (St::Single, b'\'') => st = St::Plain,
-            (St::Plain, b'"') => st = St::Double,
-            (St::Double, b'"') => st = St::Plain,
-            (St::Plain, b'`') => st = St::Backtick,
-            (St::Backtick, b'`') => st = St::Plain,
-            _ => {}
-        }
-        i += 1;
     }
-    None
+}
+
+/// `{% autoescape %}` or the `safe` filter, which would turn drctl's quoting off.
+fn turns_quoting_off(t: &str) -> Option<&'static str> {
+    static AUTOESCAPE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\{%-?\s*autoescape\b").expect("valid regex"));
+    static SAFE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\|\s*safe\b").expect("valid regex"));
+    if AUTOESCAPE.is_match(t) {
+        Some("`{% autoescape %}`")
+    } else if SAFE.is_match(t) {
+        Some("the `safe` filter")
+    } else {
+        None
+    }
 }
 
 fn template_error(e: &minijinja::Error) -> String {
@@ -1144,25 +1200,74 @@ mod tests {
     }
 
     #[test]
-    fn templates_inside_double_quotes_are_refused() {
-        assert_eq!(
-            template_inside_quotes(r#"echo "{{ inputs.v }}""#),
-            Some("double quotes")
+    fn templates_where_quoting_cannot_hold_are_refused() {
+        let cases = [
+            ("'echo \"{{ run.id }}\"'", "inside double quotes"),
+            ("\"echo '{{ run.id }}'\"", "inside single quotes"),
+            ("'echo `{{ run.id }}`'", "inside backticks"),
+            ("'echo \\{{ run.id }}'", "after a backslash"),
+            ("'true # {{ run.id }}'", "inside a shell comment"),
+            (
+                "\"cat <<EOF\\n{{ run.id }}\\nEOF\\n\"",
+                "(line 2 of the script)",
+            ),
+            (
+                "\"cat <<'EOF'\\n{{ run.id }}\\nEOF\\n\"",
+                "here-document body",
+            ),
+            (
+                "'echo {{ run.id | safe }}'",
+                "the `safe` filter is not available",
+            ),
+            (
+                "'{% autoescape false %}echo {{ run.id }}{% endautoescape %}'",
+                "`{% autoescape %}` is not available",
+            ),
+        ];
+        for (script, want) in cases {
+            let msgs = check_src(&format!(
+                "  - id: a\n    title: A\n    shell: {{ script: {script} }}\n"
+            ));
+            assert_eq!(msgs.len(), 1, "{script}: {msgs:?}");
+            assert!(msgs[0].contains(want), "{script}: {msgs:?}");
+        }
+        assert!(
+            check_src(
+                "  - id: a\n    title: A\n    shell: { script: 'echo {{ run.id }} # done' }\n"
+            )
+            .is_empty()
         );
-        assert_eq!(
-            template_inside_quotes("echo `{{ inputs.v }}`"),
-            Some("backticks")
+    }
+
+    /// Subscripts, aliases and whole maps name no field: every secret of that root
+    /// counts as used.
+    #[test]
+    fn secrets_reached_without_their_name_are_refused() {
+        let head = "apiVersion: drctl/v1\nkind: Runbook\nname: t\ntitle: T\nsummary: S\ninputs:\n  token: { type: secret }\n  host: { description: h }\nsteps:\n";
+        let cases = [
+            "    shell: { script: \"echo {{ inputs['token'] }}\" }\n",
+            "    shell: { script: \"{% set i = inputs %}echo {{ i.token }}\" }\n",
+            "    shell: { script: 'echo {{ inputs }}' }\n",
+            "    manual: { instructions: \"{{ inputs | items }}\" }\n",
+            "    shell: { script: 'true' }\n    outputs: [{ name: t, from: \"inputs['token']\" }]\n",
+            "    vault.init: { shares: 1, threshold: 1 }\n    outputs: [{ name: all, from: result }]\n",
+            "    vault.init: { shares: 1, threshold: 1 }\n    outputs: [{ name: k, from: \"result['keys']\" }]\n",
+        ];
+        for body in cases {
+            let src = format!("{head}  - id: a\n    title: A\n{body}");
+            let msgs = check_yaml(&src);
+            assert!(
+                msgs.iter()
+                    .any(|m| m.contains("secret input `token`") || m.contains("secret result")),
+                "{body}: {msgs:?}"
+            );
+        }
+        // In a hidden sink, a whole map is fine.
+        let src = format!(
+            "{head}  - id: a\n    title: A\n    shell: {{ script: 'cmd', env: {{ T: \"{{{{ inputs['token'] }}}}\" }} }}\n"
         );
-        assert_eq!(template_inside_quotes("echo '\"' {{ inputs.v }}"), None);
-        assert_eq!(
-            template_inside_quotes(r#"echo "a" {{ inputs.v | default("x") }}"#),
-            None
-        );
-        assert_eq!(template_inside_quotes(r#"echo \"{{ inputs.v }}"#), None);
-        let msgs =
-            check_src("  - id: a\n    title: A\n    shell: { script: 'echo \"{{ run.id }}\"' }\n");
-        assert_eq!(msgs.len(), 1, "{msgs:?}");
-        assert!(msgs[0].contains("inside double quotes"), "{msgs:?}");
+        let msgs = check_yaml(&src);
+        assert!(msgs.is_empty(), "{msgs:?}");
     }
 
     #[test]

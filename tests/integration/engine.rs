@@ -756,8 +756,9 @@ fn input_values_that_look_like_shell_syntax_stay_data() {
         "`touch PWNED`",
         "a && touch PWNED || touch PWNED",
         "it's $(touch PWNED) \"q\" \\ | touch PWNED",
-        "x\ntouch PWNED",
     ];
+    // A value with a line break is refused in a command line:
+    // attack_templates::a_value_with_a_line_break_never_reaches_a_command_line.
     for v in hostile {
         let o = drctl_cmd(&state)
             .current_dir(&work)

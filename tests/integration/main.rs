@@ -1,6 +1,7 @@
 //! The integration test binary: drives the real `drctl` executable. The support code the
 //! tests share is in `support/`, the lab's servers in `lab.rs`.
 
+mod attack_templates;
 mod backend_aws;
 mod backend_kube;
 mod backend_ssh;

@@ -762,10 +762,11 @@ impl Engine<'_> {
 
     /// Capture the step's outputs from its result.
     fn capture(&mut self, step: &Step, res: &ActionResult) -> Result<(), String> {
+        let secret_fields = step.action.secret_results();
         for o in &step.outputs {
-            let v = self
+            let (v, derived) = self
                 .values
-                .eval(&o.from, Some(&res.value))
+                .eval_output(&o.from, &res.value, secret_fields)
                 .map_err(|e| format!("cannot capture output `{}`: {e}", o.name.value))?;
             if v.is_undefined() {
                 return Err(format!(
@@ -774,7 +775,16 @@ impl Engine<'_> {
                 ));
             }
             let name = o.name.value.clone();
-            if o.secret {
+            if derived && !o.secret {
+                // Validation refuses what it can see; this catches every other spelling.
+                self.bus.emit(RunEvent::Notice {
+                    message: format!(
+                        "output `{name}` of step `{}` is computed from a secret, so it is kept secret (never shown or journalled); mark it `secret: true`",
+                        step.id.value
+                    ),
+                });
+            }
+            if o.secret || derived {
                 // Every string in it (a list of key shares too), and the whole as text.
                 let json = Values::to_json(&v);
                 add_secret_strings(self.bus.redactor(), &json);
