@@ -524,11 +524,31 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
         .as_ref()
         .map(|j| j.inputs.clone())
         .unwrap_or_default();
+    // Secrets are asked when needed: never in a rehearsal that only shows the steps
+    // using them; in an interactive run, when the first step using them is reached.
+    let (rehearsal_uses, before_step_one) = (
+        crate::exec::needs::used_by_rehearsal(&rb),
+        crate::exec::needs::used_before_step_one(&rb),
+    );
+    let defer = rb
+        .inputs
+        .iter()
+        .filter(|(n, spec)| {
+            spec.is_secret()
+                && if dry_run {
+                    !rehearsal_uses.contains(*n)
+                } else {
+                    interactive && !spec.upfront && !before_step_one.contains(*n)
+                }
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
     let sources = Sources {
         sets: set_inputs,
         set_files,
         recorded,
         env: None,
+        defer,
     };
     let collected = inputs::collect(
         &rb,
@@ -639,6 +659,22 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
         redactor.clone(),
     );
     values.inputs = collected.values;
+    let mut deferred = collected.deferred.clone();
+    if dry_run && !deferred.is_empty() {
+        // Only steps a rehearsal shows without performing use them.
+        for n in &deferred {
+            values.inputs.insert(
+                n.clone(),
+                minijinja::Value::from(format!("<{n}: not asked in a rehearsal>")),
+            );
+            values.secret_names.insert(n.clone());
+        }
+        early_notices.push(format!(
+            "rehearsal: secret input(s) {} not asked for: only steps that change things use them, and a rehearsal does not perform those",
+            deferred.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        ));
+        deferred.clear();
+    }
     values.scrub_env = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
         .filter(|k| {
@@ -653,7 +689,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
                 .filter_map(|s| s.env.clone()),
         )
         .collect();
-    values.secret_names = collected.secret_names;
+    values.secret_names.extend(collected.secret_names);
     for (k, v) in &j.outputs {
         values
             .outputs
@@ -697,6 +733,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
         confirmed: args.confirm.iter().cloned().collect(),
         resolve,
         answers,
+        deferred,
     };
     let backends = crate::backends::registry();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -797,7 +834,12 @@ fn journal_for(
             started_at: Utc::now(),
             updated_at: Utc::now(),
             inputs: collected.recorded.clone(),
-            secret_inputs: collected.secret_names.iter().cloned().collect(),
+            // Asked already or when first needed: all asked again on resume.
+            secret_inputs: collected
+                .secret_names
+                .union(&collected.deferred)
+                .cloned()
+                .collect(),
             outputs: BTreeMap::new(),
             secret_outputs: Vec::new(),
             steps: plan.steps.iter().map(step_record).collect(),

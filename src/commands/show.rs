@@ -1,8 +1,11 @@
 //! `drctl show NAME`: what a runbook needs and does, at a glance.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::plan::resolver::Resolver;
 use crate::runbook::ActionSpec;
+use crate::runbook::action::Sink;
 use crate::runbook::catalog::Entry;
 use crate::{Error, Outcome};
 
@@ -23,8 +26,11 @@ pub fn run(entry: &Entry, color: bool) -> Result<Outcome, Error> {
     if let Some(w) = &rb.when_to_use {
         let _ = writeln!(o, "When to use:\n{}\n", indent(w.trim(), "  "));
     }
+    // Callouts read with the inputs' defaults filled in, as `print` shows them.
+    let resolver = Resolver::new(&rb, &BTreeMap::new());
     for c in &rb.callouts {
-        let _ = writeln!(o, "[{}] {}\n", c.kind.label(), first_para(&c.text.value));
+        let text = resolver.text(&c.text, Sink::Shown);
+        let _ = writeln!(o, "[{}] {}\n", c.kind.label(), first_para(&text));
     }
     if !rb.inputs.is_empty() {
         let _ = writeln!(o, "Inputs:");

@@ -34,7 +34,10 @@ pub enum ErrorKind {
     Forbidden,
     /// The object the step needs does not exist.
     NotFound,
-    /// The step's own input or configuration is wrong (no kubeconfig, bad value).
+    /// No connection to the system is configured: no kubeconfig or an unknown context,
+    /// no Vault address or token, no AWS region or credentials, no ssh client.
+    Unconfigured,
+    /// The step's own input is wrong (a bad value, a template that does not render).
     Invalid,
     /// The action ran and reported failure (a command's exit status, a failed check):
     /// retried by the step's policy, as a flaky command may pass the next time.
@@ -53,8 +56,18 @@ impl ErrorKind {
             ErrorKind::Unauthorised
             | ErrorKind::Forbidden
             | ErrorKind::NotFound
+            | ErrorKind::Unconfigured
             | ErrorKind::Invalid => false,
         }
+    }
+
+    /// Whether the failure is the system's, not the step's: every step that talks to
+    /// the same system meets it too (a rehearsal says it once and names those steps).
+    pub fn is_system_wide(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Unconfigured | ErrorKind::Unreachable | ErrorKind::Unauthorised
+        )
     }
 
     /// An HTTP status's kind (for APIs that answer with one).
@@ -381,10 +394,15 @@ mod kind_tests {
             ErrorKind::Unauthorised,
             ErrorKind::Forbidden,
             ErrorKind::NotFound,
+            ErrorKind::Unconfigured,
             ErrorKind::Invalid,
         ] {
             assert!(!retried(ActionError::of_kind(k, "x")), "{k:?}");
         }
+        // What every step of the system meets: said once in a rehearsal.
+        assert!(ErrorKind::Unconfigured.is_system_wide());
+        assert!(ErrorKind::Unreachable.is_system_wide());
+        assert!(!ErrorKind::NotFound.is_system_wide());
         // The operator's decisions and questions only they can answer.
         assert!(!retried(ActionError::Cancelled));
         assert!(!retried(ActionError::SkippedByOperator));

@@ -24,6 +24,11 @@ pub enum StepOutcome {
     },
     /// A rehearsal: the mutation was shown, not performed.
     WouldRun,
+    /// A rehearsal did not try it: a cause met earlier blocks it (its system is not
+    /// usable, or an output it needs could not be made); the report lists it there.
+    Blocked {
+        reason: String,
+    },
     /// Waiting for the operator (a manual step under --yes, an interrupted step).
     NeedsOperator {
         reason: String,

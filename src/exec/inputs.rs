@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use minijinja::Value;
 
-use super::prompt::{PromptError, Prompter};
+use super::prompt::{PromptError, Prompter, ask_until};
 use crate::runbook::Runbook;
 use crate::runbook::action::InputKind;
 use crate::runbook::model::InputSpec;
@@ -43,6 +43,8 @@ pub struct Sources {
     pub recorded: BTreeMap<String, String>,
     /// Read the environment (tests pass a closure over a map).
     pub env: Option<EnvLookup>,
+    /// Secret inputs not asked for now when no source gives them (`Collected::deferred`).
+    pub defer: BTreeSet<String>,
 }
 
 /// The collected values.
@@ -53,6 +55,8 @@ pub struct Collected {
     pub secret_names: BTreeSet<String>,
     /// Warnings for the operator (a secret on the command line).
     pub notices: Vec<String>,
+    /// Secret inputs in `Sources::defer` that no source gave: asked when first needed.
+    pub deferred: BTreeSet<String>,
 }
 
 pub fn env_name(input: &str) -> String {
@@ -83,6 +87,7 @@ pub fn collect(
         recorded: BTreeMap::new(),
         secret_names: BTreeSet::new(),
         notices: Vec::new(),
+        deferred: BTreeSet::new(),
     };
     let mut missing = Vec::new();
     let env = |k: &str| match &sources.env {
@@ -119,6 +124,10 @@ pub fn collect(
         if raw.is_none() {
             raw = spec.default.as_ref().map(|d| d.value.clone());
         }
+        if raw.is_none() && secret && sources.defer.contains(name) {
+            out.deferred.insert(name.clone());
+            continue;
+        }
         if raw.is_none()
             && let Some(p) = prompter.as_deref_mut()
         {
@@ -134,7 +143,17 @@ pub fn collect(
                     .collect();
                 p.choose(&prompt, &opts, None)
             } else {
-                p.input(&prompt, secret, None)
+                // Asked again, with the reason, until the value is valid.
+                let valid = |v: &str| -> Result<(), String> {
+                    if v.is_empty() {
+                        return Err(format!("`{name}` needs a value"));
+                    }
+                    match check(name, spec, v) {
+                        Err(InputError::Invalid { problem, .. }) => Err(problem),
+                        _ => Ok(()),
+                    }
+                };
+                ask_until(p, &prompt, secret, None, &valid)
             };
             raw = Some(match answer {
                 Ok(v) => v,
@@ -167,7 +186,7 @@ pub fn collect(
 }
 
 /// Check a value against its input's type, pattern and choices.
-fn check(name: &str, spec: &InputSpec, raw: &str) -> Result<Value, InputError> {
+pub fn check(name: &str, spec: &InputSpec, raw: &str) -> Result<Value, InputError> {
     let invalid = |problem: String| InputError::Invalid {
         name: name.to_owned(),
         problem,

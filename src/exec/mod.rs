@@ -8,4 +8,5 @@ pub mod inputs;
 pub mod journal;
 pub mod local;
 pub mod lock;
+pub mod needs;
 pub mod prompt;

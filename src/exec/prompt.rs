@@ -79,6 +79,46 @@ pub trait Prompter: Send {
     ) -> Result<String, PromptError>;
     /// A yes/no question (resume an unfinished run?).
     fn yes_no(&mut self, prompt: &str, default: bool) -> Result<bool, PromptError>;
+    /// A line for the operator between questions (why an answer was refused).
+    fn tell(&mut self, _line: &str) {}
+}
+
+/// How often an answer is asked again before drctl gives up on the prompt.
+const MAX_TRIES: usize = 20;
+
+/// Ask until `valid` accepts the answer: an empty or invalid answer is said why, then
+/// asked again; it never ends the run (Ctrl-C still does).
+pub fn ask_until(
+    p: &mut dyn Prompter,
+    prompt: &str,
+    secret: bool,
+    default: Option<&str>,
+    valid: &dyn Fn(&str) -> Result<(), String>,
+) -> Result<String, PromptError> {
+    for _ in 0..MAX_TRIES {
+        let v = p.input(prompt, secret, default)?;
+        match valid(&v) {
+            Ok(()) => return Ok(v),
+            Err(why) => p.tell(&format!("  {why}; try again (Ctrl-C aborts)")),
+        }
+    }
+    Err(PromptError::Io(format!(
+        "no valid answer after {MAX_TRIES} tries"
+    )))
+}
+
+/// The usual rule for a secret typed at a prompt.
+pub fn secret_answer(v: &str) -> Result<(), String> {
+    if v.is_empty() {
+        Err("nothing was entered".to_owned())
+    } else if v.len() < crate::secret::MIN_SECRET_LEN {
+        Err(format!(
+            "a secret must be at least {} characters (a shorter one could not be hidden from output)",
+            crate::secret::MIN_SECRET_LEN
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 /// Prompts on the terminal (stderr), with dialoguer.
@@ -108,6 +148,10 @@ impl TtyPrompter {
 }
 
 impl Prompter for TtyPrompter {
+    fn tell(&mut self, line: &str) {
+        let _ = self.term.write_line(line);
+    }
+
     fn confirm_step(&mut self, step: &StepView<'_>) -> Result<StepDecision, PromptError> {
         loop {
             let i = self.select(
@@ -179,12 +223,16 @@ impl Prompter for TtyPrompter {
         secret: bool,
         default: Option<&str>,
     ) -> Result<String, PromptError> {
+        // Empty answers come back to the caller, which says why it asks again.
         if secret {
             return Ok(Password::with_theme(&self.theme)
                 .with_prompt(prompt)
+                .allow_empty_password(true)
                 .interact_on(&self.term)?);
         }
-        let mut q = Input::<String>::with_theme(&self.theme).with_prompt(prompt);
+        let mut q = Input::<String>::with_theme(&self.theme)
+            .with_prompt(prompt)
+            .allow_empty(true);
         if let Some(d) = default {
             q = q.default(d.to_owned());
         }
@@ -308,13 +356,7 @@ impl Operator for PromptOperator<'_> {
     }
 
     fn ask_secret(&self, prompt: &str) -> Result<String, PromptError> {
-        let v = self.with(|p| p.input(prompt, true, None))?;
-        if v.len() < crate::secret::MIN_SECRET_LEN {
-            return Err(PromptError::Io(format!(
-                "a secret must be at least {} characters",
-                crate::secret::MIN_SECRET_LEN
-            )));
-        }
+        let v = self.with(|p| ask_until(p, prompt, true, None, &secret_answer))?;
         self.redactor.add(&v);
         Ok(v)
     }

@@ -26,6 +26,9 @@ pub struct HumanReporter {
     spinner: Option<ProgressBar>,
     tty: bool,
     mode: Mode,
+    /// The step that just failed and its error: a rehearsal's problem that repeats it
+    /// is not printed again.
+    last_failure: Option<(String, String)>,
 }
 
 impl HumanReporter {
@@ -35,6 +38,7 @@ impl HumanReporter {
             spinner: None,
             tty,
             mode: Mode::Run,
+            last_failure: None,
         }
     }
 
@@ -189,6 +193,10 @@ impl Reporter for HumanReporter {
                 if !started {
                     self.line(&format!("[-] {title}  ({id})"));
                 }
+                self.last_failure = match outcome {
+                    StepOutcome::Failed { error, .. } => Some((id.clone(), error.clone())),
+                    _ => None,
+                };
                 let took = secs(*duration_ms);
                 let s = match outcome {
                     StepOutcome::Succeeded => format!("      ✓ done in {took}"),
@@ -209,6 +217,7 @@ impl Reporter for HumanReporter {
                     StepOutcome::WouldRun => {
                         "      ~ would run (rehearsal: not performed)".to_owned()
                     }
+                    StepOutcome::Blocked { reason } => format!("      ⊘ not tried: {reason}"),
                     StepOutcome::NeedsOperator { reason } => {
                         format!("      ⏸ waiting for the operator: {reason}")
                     }
@@ -216,6 +225,13 @@ impl Reporter for HumanReporter {
                 self.line(&s);
             }
             RunEvent::Problem { step, message } => {
+                if let (Some(s), Some((failed, error))) = (step, &self.last_failure)
+                    && s == failed
+                    && message == error
+                {
+                    // Just printed as the step's failure; the report lists it.
+                    return;
+                }
                 let at = step
                     .as_deref()
                     .map(|s| format!("{s}: "))

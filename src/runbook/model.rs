@@ -189,6 +189,10 @@ pub struct InputSpec {
     pub choices: Vec<Choice>,
     /// An example value, shown in prompts and printed checklists.
     pub example: Option<String>,
+    /// A secret asked at a prompt before step one, not when the first step that needs
+    /// it is reached (the default).
+    #[serde(default)]
+    pub upfront: bool,
 }
 
 impl InputSpec {

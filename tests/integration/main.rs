@@ -12,6 +12,7 @@ mod engine;
 mod fixtures;
 mod fuzz;
 mod lab;
+mod operator_time;
 mod print;
 mod pty;
 mod schema;

@@ -29,18 +29,22 @@ fn spawn(state: &Path, args: &[&str], envs: &[(&str, &str)]) -> Pty {
 
 const CONFIRM_ITEMS: [&str; 4] = ["run", "skip", "abort", "details"];
 
-/// Start engine-pty.yaml on a terminal and answer the masked secret prompt.
+/// Start engine-pty.yaml on a terminal. Its secret is asked when `apply`, the step
+/// that uses it, is about to run (`answer_token`).
 fn start(state: &Path, work: &Path, token: &str) -> Pty {
     let rb = fixture("engine-pty").display().to_string();
     let wd = format!("workdir={}", work.display());
-    let mut p = spawn(
+    spawn(
         state,
         &["run", &rb, "--set", &wd],
         &[("ENGINE_TEST_EXPECTED_TOKEN", token)],
-    );
-    p.expect("token (the API token)");
+    )
+}
+
+/// The masked prompt for the secret, once `apply` is confirmed.
+fn answer_token(p: &mut Pty, token: &str) {
+    p.expect("token (the API token), needed by step `apply`");
     p.send_secret(&format!("{token}{ENTER}"));
-    p
 }
 
 #[test]
@@ -55,6 +59,7 @@ fn an_operator_answers_every_kind_of_prompt_on_a_terminal() {
 
     // The read-only step runs without a question; the mutation asks: Enter on "run".
     p.confirm_run("Run step `apply` (shell)?");
+    answer_token(&mut p, &token);
     // The next mutation: arrow down to "skip", Enter.
     p.expect("Run step `risky` (shell)?");
     p.expect("❯ run");
@@ -111,6 +116,38 @@ fn an_operator_answers_every_kind_of_prompt_on_a_terminal() {
             .expect("journal")
             .contains(&token)
     );
+}
+
+/// Issue 18: an empty or too short secret is asked again with the reason, never ends
+/// the run; the secret is asked only when the step that uses it is about to run.
+#[test]
+fn an_empty_or_short_secret_is_asked_again_with_the_reason() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("workdir");
+    let token = unique("PTY-secret");
+    let mut p = start(&state, &work, &token);
+    // `look` runs before anything is asked: the secret is not needed yet.
+    p.expect("Run step `apply` (shell)?");
+    assert!(work.join("look.marker").exists(), "{}", p.screen());
+    p.expect("❯ run");
+    p.send(ENTER);
+    p.expect("token (the API token), needed by step `apply`");
+    p.send_secret(ENTER);
+    p.expect("nothing was entered; try again (Ctrl-C aborts)");
+    p.send_secret(&format!("ab{ENTER}"));
+    p.expect("at least 4 characters");
+    p.send_secret(&format!("{token}{ENTER}"));
+    // Accepted: `apply` ran with it; abort at the next question.
+    p.expect("Run step `risky` (shell)?");
+    p.expect("❯ run");
+    p.pick(&CONFIRM_ITEMS, 2);
+    let exit = p.exit_code();
+    let screen = p.screen();
+    assert_eq!(exit, 130, "{screen}");
+    assert!(work.join("apply.marker").exists(), "{screen}");
+    assert!(!String::from_utf8_lossy(&p.raw).contains(&token));
 }
 
 #[test]

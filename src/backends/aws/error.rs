@@ -109,10 +109,10 @@ impl From<AwsError> for ActionError {
             AwsError::Cancelled => ActionError::Cancelled,
             other => {
                 let kind = match &other {
-                    AwsError::NoRegion { .. }
-                    | AwsError::NoCredentials { .. }
-                    | AwsError::WrongRegion { .. }
-                    | AwsError::Invalid(_) => ErrorKind::Invalid,
+                    AwsError::NoRegion { .. } | AwsError::NoCredentials { .. } => {
+                        ErrorKind::Unconfigured
+                    }
+                    AwsError::WrongRegion { .. } | AwsError::Invalid(_) => ErrorKind::Invalid,
                     AwsError::AccessDenied { .. } => ErrorKind::Forbidden,
                     AwsError::Expired { .. } | AwsError::BadCredentials { .. } => {
                         ErrorKind::Unauthorised

@@ -27,6 +27,19 @@ fn no_kubeconfig_file() -> bool {
     !env_set && !home
 }
 
+/// KUBECONFIG when it is set and names no file that exists (kubectl's rule: the files
+/// that exist are merged, so only "none of them" is an error).
+fn missing_kubeconfig_files() -> Option<String> {
+    let v = std::env::var_os("KUBECONFIG")?;
+    let paths: Vec<_> = std::env::split_paths(&v)
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    if paths.is_empty() || paths.iter().any(|p| p.exists()) {
+        return None;
+    }
+    Some(v.to_string_lossy().into_owned())
+}
+
 pub(crate) async fn connect(target: &KubeTarget) -> Result<Conn> {
     let opts = KubeConfigOptions {
         context: target.context.clone(),
@@ -46,17 +59,26 @@ pub(crate) async fn connect(target: &KubeTarget) -> Result<Conn> {
         }
         None if no_kubeconfig_file() && target.context.is_none() => {
             // Inside a pod without a kubeconfig: the service account, as kubectl does.
-            Config::incluster().map_err(|e| KubeError::Config {
-                source_of: "the in-cluster service account (no kubeconfig found)".into(),
-                detail: e.to_string(),
+            Config::incluster().map_err(|_| KubeError::Config {
+                source_of: "anywhere".into(),
+                detail: "KUBECONFIG is not set, ~/.kube/config does not exist, and drctl is not running in a pod (no service account)".into(),
             })?
         }
-        None => Config::from_kubeconfig(&opts)
-            .await
-            .map_err(|e| KubeError::Config {
-                source_of: "KUBECONFIG or ~/.kube/config".into(),
-                detail: e.to_string(),
-            })?,
+        None => {
+            if let Some(missing) = missing_kubeconfig_files() {
+                return Err(KubeError::Config {
+                    source_of: format!("KUBECONFIG={missing}"),
+                    detail: "no such file".into(),
+                });
+            }
+            Config::from_kubeconfig(&opts)
+                .await
+                .map_err(|e| KubeError::Config {
+                    source_of: "KUBECONFIG or ~/.kube/config".into(),
+                    // kube-rs quotes a path twice ('"/path"').
+                    detail: e.to_string().replace("'\"", "'").replace("\"'", "'"),
+                })?
+        }
     };
     let server = config.cluster_url.to_string();
     let server = server.trim_end_matches('/').to_owned();

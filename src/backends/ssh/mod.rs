@@ -69,7 +69,8 @@ impl From<SshError> for ActionError {
             SshError::Cancelled => ActionError::Cancelled,
             other => {
                 let kind = match &other {
-                    SshError::Invalid(_) | SshError::NoClient(_) => ErrorKind::Invalid,
+                    SshError::NoClient(_) => ErrorKind::Unconfigured,
+                    SshError::Invalid(_) => ErrorKind::Invalid,
                     SshError::Connect(_) => ErrorKind::Unreachable,
                     // A changed host key or refused key: never tried again unattended.
                     SshError::HostKey(_) | SshError::Auth(_) => ErrorKind::Unauthorised,

@@ -123,9 +123,8 @@ impl From<VaultError> for ActionError {
             VaultError::Timeout(t) => ActionError::Timeout(t),
             other => {
                 let kind = match &other {
-                    VaultError::NoAddress
-                    | VaultError::BadAddress { .. }
-                    | VaultError::NoToken { .. }
+                    VaultError::NoAddress | VaultError::NoToken { .. } => ErrorKind::Unconfigured,
+                    VaultError::BadAddress { .. }
                     | VaultError::Invalid(_)
                     | VaultError::Template(_) => ErrorKind::Invalid,
                     VaultError::Unreachable { .. } => ErrorKind::Unreachable,

@@ -3,7 +3,7 @@
 
 use super::super::backend::{ActionError, ActionResult, ErrorKind};
 use super::super::events::RunEvent;
-use super::super::prompt::{ManualDecision, PromptError, StepView};
+use super::super::prompt::{ManualDecision, PromptError, StepView, ask_until, secret_answer};
 use super::Engine;
 use crate::runbook::action::{Action, Choose, Input, KubeUse, Sink};
 use crate::runbook::model::Step;
@@ -68,10 +68,28 @@ impl Engine<'_> {
             ),
             None => None,
         };
+        let pattern = a.pattern.as_ref().and_then(|pat| {
+            regex::Regex::new(&format!("^(?:{pat})$"))
+                .ok()
+                .map(|re| (pat, re))
+        });
+        let valid = |v: &str| -> Result<(), String> {
+            if secret {
+                secret_answer(v)?;
+            } else if v.is_empty() && default.is_none() {
+                return Err("nothing was entered".to_owned());
+            }
+            match &pattern {
+                Some((pat, re)) if !re.is_match(v) => {
+                    Err(format!("the answer does not match `{pat}`"))
+                }
+                _ => Ok(()),
+            }
+        };
         let value = self.answer(
             id,
             secret,
-            |p| p.input(&prompt, secret, default.as_deref()),
+            |p| ask_until(p, &prompt, secret, default.as_deref(), &valid),
             default.clone(),
         )?;
         if let Some(pat) = &a.pattern
@@ -161,5 +179,53 @@ impl Engine<'_> {
             value: serde_json::json!({ "kubeconfig": abs, "context": context }),
             lines: vec![format!("kubeconfig {abs}")],
         })
+    }
+
+    /// Secret inputs this step uses that were left to be asked when needed: asked now,
+    /// masked, again with the reason until valid.
+    pub(super) fn ask_deferred(&mut self, step: &Step) -> Result<(), ActionError> {
+        if self.opts.deferred.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = crate::exec::needs::used_by_step(step, &self.opts.deferred)
+            .into_iter()
+            .cloned()
+            .collect();
+        let rb = self.plan.runbook;
+        for name in names {
+            let Some(spec) = rb.inputs.get(&name) else {
+                continue;
+            };
+            let prompt = match &spec.description {
+                Some(d) => format!("{name} ({d}), needed by step `{}`", step.id.value),
+                None => format!("{name}, needed by step `{}`", step.id.value),
+            };
+            let valid = |v: &str| -> Result<(), String> {
+                secret_answer(v)?;
+                match crate::exec::inputs::check(&name, spec, v) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(_) => Ok(()),
+                }
+            };
+            self.flush()
+                .map_err(|e| ActionError::failed(e.to_string()))?;
+            let v = match self.prompt(|p| ask_until(p, &prompt, true, None, &valid)) {
+                Ok(v) => v,
+                Err(PromptError::Aborted) => return Err(ActionError::AbortedByOperator),
+                Err(PromptError::NoOperator(r)) => return Err(ActionError::NeedsOperator(r)),
+                Err(PromptError::Io(e)) => {
+                    return Err(ActionError::failed(format!(
+                        "cannot ask for input `{name}`: {e}"
+                    )));
+                }
+            };
+            self.bus.redactor().add(&v);
+            self.values.secret_names.insert(name.clone());
+            self.values
+                .inputs
+                .insert(name.clone(), minijinja::Value::from(v));
+            self.opts.deferred.remove(&name);
+        }
+        Ok(())
     }
 }

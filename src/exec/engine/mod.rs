@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::backend::{ActionCtx, ActionError, ActionResult, Cancel, EventBus};
+use super::backend::{ActionCtx, ActionError, ActionResult, Cancel, ErrorKind, EventBus};
 use super::context::Values;
 use super::events::{RunEvent, StepOutcome};
 use super::journal::{Journal, JournalError, JournalStore, Mode, RunState, StepState};
@@ -15,6 +15,7 @@ use super::prompt::{
 };
 use crate::backends::Backends;
 
+mod causes;
 mod dispatch;
 mod interactive;
 mod step;
@@ -47,6 +48,8 @@ pub struct Options {
     pub resolve: BTreeMap<String, InterruptedDecision>,
     /// Answers to `choose` / `input` steps, by step id (from `--set STEP=VALUE`).
     pub answers: BTreeMap<String, String>,
+    /// Secret inputs asked when the first step that uses them is reached.
+    pub deferred: BTreeSet<String>,
 }
 
 /// A secret output a step needs, lost with an earlier process.
@@ -120,6 +123,10 @@ pub struct Engine<'a> {
     last_save: Instant,
     /// Steps an earlier process of this run had done (set when `run` starts).
     done_before_resume: usize,
+    /// A rehearsal's causes shared by many steps (see `causes`).
+    causes: causes::Causes,
+    /// The kind of the last action error, for `causes`.
+    last_kind: Option<ErrorKind>,
 }
 
 impl<'a> Engine<'a> {
@@ -142,6 +149,8 @@ impl<'a> Engine<'a> {
             rehearsed_mutation: false,
             last_save: Instant::now(),
             done_before_resume: 0,
+            causes: causes::Causes::default(),
+            last_kind: None,
         }
     }
 }
@@ -382,13 +391,18 @@ impl Engine<'_> {
                     continue;
                 }
                 Err(ActionError::Cancelled) => return Ok(Some(RunState::Aborted)),
-                Err(e) => e.to_string(),
+                Err(e) => {
+                    self.last_kind = causes::kind_of(&e);
+                    e.to_string()
+                }
             };
             self.problem(
                 Some(&id),
                 format!("prerequisite not met: {}: {err}", p.title),
             );
             if self.opts.dry_run {
+                let kind = self.last_kind.take();
+                self.met(&check.action, &id, &[], kind);
                 continue;
             }
             if self.opts.yes || !self.interactive {

@@ -37,6 +37,9 @@ impl Engine<'_> {
         if let Break(flow) = self.when_condition(step, &id, started, cleanup)? {
             return Ok(flow);
         }
+        if dry && let Some(cause) = self.blocked_by(&step.action) {
+            return self.blocked(&id, &step.outputs, cause, started);
+        }
 
         let rendered = self.rendered(&step.action);
         if let Some(rec) = self.journal.step_mut(&id) {
@@ -83,8 +86,25 @@ impl Engine<'_> {
         if let Break(flow) = phase {
             return Ok(flow);
         }
-        self.execute_and_record(step, &id, &view, decided_by, cleanup)
-            .await
+        // A secret left to be asked when needed: now, once the operator chose to run it.
+        match self.ask_deferred(step) {
+            Ok(()) => {}
+            Err(ActionError::AbortedByOperator) => return Ok(Flow::Stop(RunState::Aborted)),
+            Err(ActionError::NeedsOperator(r)) => return self.needs_operator(&id, r, started),
+            Err(e) => return self.fail(&id, e.to_string(), started, cleanup),
+        }
+        let flow = self
+            .execute_and_record(step, &id, &view, decided_by, cleanup)
+            .await?;
+        if dry {
+            if self.state_of(&id) == StepState::Failed {
+                let kind = self.last_kind.take();
+                self.met(&step.action, &id, &step.outputs, kind);
+            } else {
+                self.connection_changed(&step.action);
+            }
+        }
+        Ok(flow)
     }
 
     /// What an earlier drctl process left: done, or interrupted mid-way (re-run, mark
@@ -239,7 +259,10 @@ impl Engine<'_> {
                     }
                 }
                 Err(ActionError::Cancelled) => return Ok(Flow::Stop(RunState::Aborted)),
-                Err(e) => self.problem(Some(&id), e.to_string()),
+                Err(e) => {
+                    self.problem(Some(&id), e.to_string());
+                    self.met(&step.action, &id, &[], super::causes::kind_of(&e));
+                }
             }
         }
         for o in &step.outputs {
@@ -420,7 +443,10 @@ impl Engine<'_> {
                 )?;
                 Ok(Flow::Stop(RunState::Aborted))
             }
-            Err(e) => self.fail(&id, e.to_string(), started, cleanup),
+            Err(e) => {
+                self.last_kind = super::causes::kind_of(&e);
+                self.fail(&id, e.to_string(), started, cleanup)
+            }
         }
     }
 }
