@@ -232,4 +232,11 @@ done, continue on their own. Secret inputs are asked again.")]
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  drctl completions bash > /etc/bash_completion.d/drctl")]
     Completions { shell: clap_complete::Shell },
+
+    /// Write the manual pages (drctl.1, and drctl-run.1 etc. for each command) into DIR.
+    #[command(after_help = "Example:\n  drctl man ~/.local/share/man/man1 && man drctl-run")]
+    Man {
+        /// The directory to write the pages into (created if missing).
+        dir: std::path::PathBuf,
+    },
 }

@@ -84,6 +84,7 @@ pub fn dispatch(cli: &Cli, color: bool) -> Result<Outcome, Error> {
             stdout: schema_json(),
             ..Outcome::default()
         }),
+        Command::Man { dir } => man_pages(dir),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();
@@ -94,6 +95,34 @@ pub fn dispatch(cli: &Cli, color: bool) -> Result<Outcome, Error> {
             })
         }
     }
+}
+
+/// `drctl man DIR`: one page for drctl and one per command (`drctl-run.1`), the
+/// convention of clap_mangen and git.
+fn man_pages(dir: &std::path::Path) -> Result<Outcome, Error> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let write = |source: std::io::Error| Error::Write {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(write)?;
+    clap_mangen::generate_to(cmd, dir).map_err(write)?;
+    let mut pages: Vec<String> = std::fs::read_dir(dir)
+        .map_err(write)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("drctl") && n.ends_with(".1"))
+        .collect();
+    pages.sort();
+    Ok(Outcome {
+        stdout: format!(
+            "wrote {} manual pages to {}: {}\n",
+            pages.len(),
+            dir.display(),
+            pages.join(" ")
+        ),
+        ..Outcome::default()
+    })
 }
 
 fn catalog(cli: &Cli) -> Result<Catalog, Error> {

@@ -102,7 +102,15 @@ fn user_directory_overrides_builtins_by_name() {
 
 #[test]
 fn every_command_has_help_with_examples() {
-    for cmd in ["list", "show", "validate", "print", "schema", "completions"] {
+    for cmd in [
+        "list",
+        "show",
+        "validate",
+        "print",
+        "schema",
+        "completions",
+        "man",
+    ] {
         let o = drctl(&[cmd, "--help"]);
         assert!(o.status.success(), "{cmd}");
         assert!(stdout(&o).contains("Example"), "{cmd} --help has examples");
@@ -114,6 +122,35 @@ fn completions_are_generated() {
     let o = drctl(&["completions", "bash"]);
     assert!(o.status.success());
     assert!(stdout(&o).contains("_drctl()"));
+}
+
+/// Issue 15: manual pages from the CLI definition, one per command, that `man` renders
+/// with every option of `run`.
+#[test]
+fn man_pages_are_written_and_render() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("man1");
+    let o = drctl(&["man", &dir.display().to_string()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for page in ["drctl.1", "drctl-run.1", "drctl-resume.1", "drctl-print.1"] {
+        assert!(dir.join(page).is_file(), "{page}: {}", stdout(&o));
+    }
+    let rendered = std::process::Command::new("man")
+        .arg("-l")
+        .arg(dir.join("drctl-run.1"))
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+        .expect("man runs");
+    let text = String::from_utf8_lossy(&rendered.stdout);
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    for want in ["drctl-run", "--dry-run", "--set-file", "--kubeconfig"] {
+        assert!(text.contains(want), "{want} in:\n{text}");
+    }
 }
 
 #[test]
