@@ -16,3 +16,4 @@ mod pty;
 mod schema;
 mod support;
 mod term;
+mod trust;
