@@ -671,6 +671,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             k.starts_with("DRCTL_INPUT_")
                 || k.starts_with("DRCTL_ANSWER_")
                 || k.starts_with(crate::backends::vault::KV_ENV_PREFIX)
+                || crate::runbook::action::WITHHELD_CREDENTIALS.contains(&k.as_str())
         })
         .chain(
             rb.inputs

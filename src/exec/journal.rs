@@ -429,6 +429,10 @@ impl LocalStore {
     /// exist. A link, another user's, or a group/other-writable one is refused with the fix;
     /// one only readable by others is made private, with a note for the operator.
     pub fn secure_run(&self, run_id: &str) -> Result<Tightened, JournalError> {
+        // A run id is one name in `runs/`, never a path out of it.
+        if run_id.is_empty() || run_id == "." || run_id == ".." || run_id.contains('/') {
+            return Err(JournalError::NotFound(run_id.to_owned()));
+        }
         let mut notes = Vec::new();
         let runs = self.root.join("runs");
         let run = self.run_dir(run_id);
@@ -755,6 +759,24 @@ mod tests {
             store.load("r1").expect("load").steps[1].state,
             StepState::Succeeded
         );
+    }
+
+    /// Attack (issue 19, item 3): a run id that climbs out of `runs/` would have drctl check
+    /// (and make private) directories that are not its own.
+    #[test]
+    fn a_run_id_is_never_a_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        let store = LocalStore::new(state.clone());
+        store.ensure_run_dir("r1").expect("dir");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        for id in ["..", "../..", "r1/../..", ""] {
+            let e = store.secure_run(id).expect_err(id);
+            assert!(matches!(e, JournalError::NotFound(_)), "{id}: {e}");
+        }
+        let mode = fs::metadata(dir.path()).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755, "a directory outside the state was left alone");
     }
 
     #[test]

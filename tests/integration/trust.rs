@@ -345,3 +345,104 @@ fn state_others_can_read_is_made_private_and_state_others_can_write_is_refused()
         both(&o)
     );
 }
+
+const INHERITED: [(&str, &str); 5] = [
+    ("VAULT_TOKEN", "hvs.inherited-root-token"),
+    ("BAO_TOKEN", "inherited-bao-token"),
+    ("AWS_ACCESS_KEY_ID", "AKIAINHERITEDKEYID"),
+    ("AWS_SECRET_ACCESS_KEY", "inherited-aws-secret"),
+    ("AWS_SESSION_TOKEN", "inherited-aws-session"),
+];
+
+/// Attack (item 6): credentials in drctl's own environment (VAULT_TOKEN, BAO_TOKEN, the AWS
+/// keys) would reach every command a runbook runs. A step's command sees none of them; one
+/// that names a value in its `env` gets exactly that value; one that declares
+/// `inherit_env` gets the credentials it names and no other.
+#[test]
+fn inherited_credentials_reach_only_the_commands_that_ask_for_them() {
+    let tmp = tempdir();
+    let state = tmp.path().join("state");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("workdir");
+    let rb = fixture("engine-credentials").display().to_string();
+    let workdir = format!("workdir={}", work.display());
+    let o = drctl_cmd(&state)
+        .envs(INHERITED)
+        .env("STEP_TOKEN", "the-token-the-step-names")
+        .args(["run", rb.as_str(), "--yes", "--set", workdir.as_str()])
+        .stdin(Stdio::null())
+        .output()
+        .expect("drctl runs");
+    assert_eq!(code(&o), 0, "{}", both(&o));
+    let read = |f: &str| std::fs::read_to_string(work.join(f)).expect(f);
+    let (plain, named, inherited) = (read("env-plain"), read("env-named"), read("env-inherited"));
+    for (var, value) in INHERITED {
+        assert!(
+            !plain.contains(value),
+            "{var} reached the command:\n{plain}"
+        );
+        assert!(
+            !named.contains(value),
+            "{var} reached the command:\n{named}"
+        );
+        let asked = var.starts_with("AWS_");
+        assert_eq!(
+            inherited.lines().any(|l| l == format!("{var}={value}")),
+            asked,
+            "{var} (asked for: {asked}):\n{inherited}"
+        );
+    }
+    assert!(
+        named
+            .lines()
+            .any(|l| l == "VAULT_TOKEN=the-token-the-step-names"),
+        "{named}"
+    );
+}
+
+/// Attack (item 6): the ssh client drctl starts (the `ssh -G` lookup and the connection
+/// master) never sees drctl's credentials. A stand-in `ssh` first in PATH records its
+/// environment at every start.
+#[test]
+fn an_ssh_master_never_sees_inherited_credentials() {
+    let tmp = tempdir();
+    let state = tmp.path().join("state");
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin");
+    let dump = tmp.path().join("ssh-env");
+    let ssh = bin.join("ssh");
+    std::fs::write(
+        &ssh,
+        format!(
+            "#!/bin/sh\n{{ echo \"ARGS $*\"; env; }} >> '{}'\ncase \" $* \" in *\" -G \"*) printf 'hostname lab-host\\nuser op\\nport 22\\n'; exit 0;; esac\nexit 255\n",
+            dump.display()
+        ),
+    )
+    .expect("stand-in ssh");
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let rb = tmp.path().join("ssh-env.yaml");
+    std::fs::write(
+        &rb,
+        "apiVersion: drctl/v1\nkind: Runbook\nname: ssh-env\ntitle: T\nsummary: S\nsteps:\n  - id: look\n    title: Look\n    ssh.run: { host: lab-host, command: 'true', mutates: false }\n",
+    )
+    .expect("runbook");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = drctl_cmd(&state)
+        .envs(INHERITED)
+        .env("PATH", path)
+        .args(["run", rb.to_str().expect("utf-8"), "--yes"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("drctl runs");
+    assert_ne!(code(&o), 0, "the stand-in refuses to connect\n{}", both(&o));
+    let seen = std::fs::read_to_string(&dump).expect("ssh was started");
+    assert!(seen.contains(" -G "), "the lookup ran:\n{seen}");
+    assert!(seen.contains(" -M "), "the master was started:\n{seen}");
+    for (var, value) in INHERITED {
+        assert!(!seen.contains(value), "{var} reached ssh:\n{seen}");
+    }
+}
