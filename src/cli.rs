@@ -187,10 +187,13 @@ Exit codes: 0 done, 1 a step failed (or a rehearsal found problems), 2 usage,
     #[command(after_help = "Examples:
   drctl resume                                   the newest unfinished run
   drctl resume etcd-restore-20261122-031500-a1b2 --yes --resolve restore-snapshot=done
+  drctl resume my-runbook-20261122-031500-c3d4 --yes --runbook ./my-runbook.yaml
 
 A step that was running when drctl stopped is shown as interrupted: re-run it, mark it
 done (after checking) or skip it. Idempotent steps, and steps whose check proves them
-done, continue on their own. Secret inputs are asked again.")]
+done, continue on their own. Secret inputs are asked again. A built-in runbook continues
+with this drctl's own copy; a runbook file with the one of --runbooks DIR of that name, the
+one --runbook names, or (at a terminal) the recorded path once you confirm it.")]
     Resume {
         /// The run (`drctl runs` lists them).
         run_id: Option<String>,
@@ -200,6 +203,17 @@ done, continue on their own. Secret inputs are asked again.")]
         /// Resume even though the runbook changed since the run began.
         #[arg(long)]
         allow_changed: bool,
+        /// The runbook to continue with: a name (built-in or of --runbooks DIR) or a file.
+        /// Needed for a run of a runbook file outside --runbooks when nobody is at a
+        /// terminal to confirm the path its journal recorded (drctl never loads a runbook
+        /// from a path it only read in a journal).
+        #[arg(long, value_name = "NAME|FILE")]
+        runbook: Option<String>,
+        /// Let the kubeconfig a `kube.use` step of this run chose run the credential
+        /// program (exec plugin) it names, without asking. Without it, such a kubeconfig is
+        /// shown and confirmed at a terminal, and refused under --yes.
+        #[arg(long)]
+        allow_kubeconfig_exec: bool,
         #[command(flatten)]
         args: RunArgs,
     },

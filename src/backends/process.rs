@@ -68,6 +68,15 @@ pub(crate) struct Reading {
     pub keep: Keep,
 }
 
+/// A local path as a runbook gives it: a leading `~/` is the operator's home directory
+/// (`HOME`), as in a shell, so a runbook can keep files out of shared places like /tmp.
+pub fn local_path(p: &str) -> std::path::PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) if !home.is_empty() => std::path::PathBuf::from(home).join(rest),
+        _ => std::path::PathBuf::from(p),
+    }
+}
+
 /// A command for this machine, without the run's secret variables (`scrub`) in its
 /// environment and with stdin closed.
 pub(crate) fn command(program: impl AsRef<OsStr>, scrub: &[String]) -> Command {

@@ -4,6 +4,7 @@
 mod list;
 mod print;
 mod report;
+mod resume;
 pub mod run;
 mod runs;
 mod schema;
@@ -63,17 +64,28 @@ pub fn dispatch(cli: &Cli, color: bool) -> Result<Outcome, Error> {
             run_id,
             resolve,
             allow_changed,
+            runbook,
+            allow_kubeconfig_exec,
             args,
-        } => run::run(
-            &catalog(cli)?,
-            run::Start::Resume {
-                run_id: run_id.clone(),
-                resolve: resolve.clone(),
-                allow_changed: *allow_changed,
-            },
-            args,
-            color,
-        ),
+        } => {
+            let catalog = catalog(cli)?;
+            let runbook = match runbook {
+                Some(r) => Some(catalog.resolve(r)?),
+                None => None,
+            };
+            run::run(
+                &catalog,
+                run::Start::Resume {
+                    run_id: run_id.clone(),
+                    resolve: resolve.clone(),
+                    allow_changed: *allow_changed,
+                    runbook,
+                    allow_kube_exec: *allow_kubeconfig_exec,
+                },
+                args,
+                color,
+            )
+        }
         Command::Runs { state_dir } => runs::run(&run::state_dir(state_dir.as_deref())?),
         Command::Report {
             run_id,

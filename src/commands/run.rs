@@ -21,7 +21,7 @@ use crate::plan::{self, Plan, PlannedStep};
 use crate::render::progress::{AuditLog, HumanReporter, JsonReporter};
 use crate::runbook::Runbook;
 use crate::runbook::action::{Action, ActionSpec};
-use crate::runbook::catalog::{Catalog, Entry, Origin};
+use crate::runbook::catalog::{Catalog, Entry};
 use crate::secret::Redactor;
 use crate::{Error, Outcome, exit};
 
@@ -38,6 +38,10 @@ pub enum Start {
         run_id: Option<String>,
         resolve: Vec<String>,
         allow_changed: bool,
+        /// The runbook the operator named (`--runbook`, or the one of `drctl run`).
+        runbook: Option<Entry>,
+        /// `--allow-kubeconfig-exec`.
+        allow_kube_exec: bool,
     },
 }
 
@@ -307,12 +311,13 @@ struct Resolved {
     only: Vec<String>,
     resolve: BTreeMap<String, InterruptedDecision>,
     allow_changed: bool,
+    allow_kube_exec: bool,
 }
 
 enum Begin {
     Run(Box<Resolved>),
-    /// The operator chose to resume this unfinished run instead.
-    ResumeInstead(String),
+    /// The operator chose to resume this unfinished run (of the runbook they named) instead.
+    ResumeInstead(String, Box<Entry>),
     /// Nothing to do (the run already finished).
     Done(Outcome),
 }
@@ -366,7 +371,7 @@ fn resolve(
                             .yes_no(&ask, true)
                             .map_err(|e| Error::Usage(e.to_string()))?;
                         if yes {
-                            return Ok(Begin::ResumeInstead(j.run_id));
+                            return Ok(Begin::ResumeInstead(j.run_id, Box::new(entry)));
                         }
                     } else {
                         return Err(Error::Run {
@@ -391,23 +396,31 @@ fn resolve(
                 only,
                 resolve: BTreeMap::new(),
                 allow_changed: false,
+                allow_kube_exec: false,
             }
         }
         Start::Resume {
             run_id,
             resolve,
             allow_changed,
+            runbook,
+            allow_kube_exec,
         } => {
-            let j = match run_id {
-                Some(id) => s.store.load(&id)?,
+            let run_id = match run_id {
+                Some(id) => id,
                 None => readable_runs(&s.store, early_notices)?
                     .into_iter()
                     .find(|j| j.mode == Mode::Run && !j.state.is_finished())
+                    .map(|j| j.run_id)
                     .ok_or_else(|| Error::Run {
                         code: exit::NOT_FOUND,
                         message: "no unfinished run to resume; `drctl runs` lists the runs".into(),
                     })?,
             };
+            // The run's files are checked (ours, not writable by others) before a word of
+            // them is trusted.
+            early_notices.extend(s.store.secure_run(&run_id)?);
+            let j = s.store.load(&run_id)?;
             if j.state.is_finished() {
                 // Nothing to do is not an error: said on stderr, exit 0.
                 return Ok(Begin::Done(Outcome {
@@ -419,11 +432,17 @@ fn resolve(
                     code: exit::OK,
                 }));
             }
-            let entry = if j.runbook_source == "built-in" {
-                catalog.get(&j.runbook)?.clone()
-            } else {
-                crate::runbook::catalog::read_file(Path::new(&j.runbook_source))?
-            };
+            let entry = super::resume::runbook_for(
+                catalog,
+                &j,
+                runbook,
+                if s.interactive {
+                    Some(s.prompter.as_mut())
+                } else {
+                    None
+                },
+                early_notices,
+            )?;
             let mut decisions = BTreeMap::new();
             for (k, v) in parse_pairs(&resolve, "--resolve")? {
                 let d = match v.as_str() {
@@ -448,6 +467,7 @@ fn resolve(
                 only: Vec::new(),
                 resolve: decisions,
                 allow_changed,
+                allow_kube_exec,
             }
         }
     };
@@ -466,14 +486,17 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
         only,
         resolve,
         allow_changed,
+        allow_kube_exec,
     } = match self::resolve(catalog, start, &mut s, &mut early_notices)? {
         Begin::Run(r) => *r,
         Begin::Done(out) => return Ok(out),
-        Begin::ResumeInstead(run_id) => {
+        Begin::ResumeInstead(run_id, entry) => {
             let start = Start::Resume {
                 run_id: Some(run_id),
                 resolve: Vec::new(),
                 allow_changed: false,
+                runbook: Some(*entry),
+                allow_kube_exec: false,
             };
             return run(catalog, start, args, color);
         }
@@ -489,6 +512,9 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
         set_files,
     } = s;
     let (rb, warnings) = super::load_valid(&entry, color)?;
+    if let Some(j) = &journal {
+        super::resume::same_runbook(j, &entry, &rb.name.value)?;
+    }
     let (set_inputs, answers) = split_sets(&rb, sets)?;
     let plan = Plan::compile(&rb, &entry.text, &set_inputs);
     let fingerprint = plan.fingerprint.clone();
@@ -630,7 +656,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             h.since.format("%Y-%m-%d %H:%M:%S UTC")
         ));
     }
-    store.ensure_run_dir(&run_id)?;
+    early_notices.extend(store.ensure_run_dir(&run_id)?);
 
     let mut j = journal_for(
         journal.take(),
@@ -681,6 +707,7 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             k.starts_with("DRCTL_INPUT_")
                 || k.starts_with("DRCTL_ANSWER_")
                 || k.starts_with(crate::backends::vault::KV_ENV_PREFIX)
+                || crate::runbook::action::WITHHELD_CREDENTIALS.contains(&k.as_str())
         })
         .chain(
             rb.inputs
@@ -695,7 +722,18 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
             .outputs
             .insert(k.clone(), minijinja::Value::from_serialize(v));
     }
-    // A `kube.use` of this run wins over the command line, which wins over the defaults.
+    // A `kube.use` of this run wins over the command line, which wins over the defaults;
+    // one that runs programs for credentials, only once the operator agreed.
+    super::resume::kube_exec_consent(
+        &j,
+        allow_kube_exec,
+        if interactive {
+            Some(prompter.as_mut())
+        } else {
+            None
+        },
+        &mut early_notices,
+    )?;
     values.kube.kubeconfig = j
         .connections
         .get("kubeconfig")
@@ -799,6 +837,7 @@ fn journal_for(
     match journal {
         Some(mut j) => {
             j.fingerprint = fingerprint;
+            j.runbook_source = super::resume::source_of(entry);
             // Steps added by an allowed change start pending; removed ones are dropped.
             let old: BTreeMap<String, StepRecord> =
                 j.steps.drain(..).map(|s| (s.id.clone(), s)).collect();
@@ -820,13 +859,7 @@ fn journal_for(
             run_id: run_id.to_owned(),
             runbook: rb.name.value.clone(),
             runbook_title: rb.title.clone(),
-            runbook_source: match &entry.origin {
-                Origin::Builtin => "built-in".into(),
-                Origin::File(p) => std::fs::canonicalize(p)
-                    .unwrap_or_else(|_| p.clone())
-                    .display()
-                    .to_string(),
-            },
+            runbook_source: super::resume::source_of(entry),
             fingerprint,
             mode: engine::mode(dry_run),
             state: RunState::Running,

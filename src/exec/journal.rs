@@ -47,6 +47,12 @@ pub enum JournalError {
         "the journal {path} is version {found}, this drctl reads version {VERSION}; use the drctl that wrote it"
     )]
     Version { path: PathBuf, found: u32 },
+    /// State drctl will not trust or write (a link, another user's, writable by others).
+    #[error("{source}")]
+    Unsafe {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("no run `{0}` in the state directory; `drctl runs` lists them")]
     NotFound(String),
 }
@@ -286,15 +292,24 @@ impl LocalStore {
         self.run_dir(run_id).join("audit.jsonl")
     }
 
-    pub fn ensure_run_dir(&self, run_id: &str) -> Result<PathBuf, JournalError> {
+    /// Creates the run's directory (mode 0700), then `secure_run`: what was made private
+    /// comes back as notes for the operator.
+    pub fn ensure_run_dir(&self, run_id: &str) -> Result<Tightened, JournalError> {
         let dir = self.run_dir(run_id);
         create_private_dir(&dir)
             .and_then(|()| check_private_dir(&self.root))
-            .map_err(|source| JournalError::StateDir {
-                path: dir.clone(),
-                source,
+            // A refusal of ours carries its reason; an OS error is a failure to create.
+            .map_err(|source| match source.raw_os_error() {
+                None => JournalError::Unsafe {
+                    path: dir.clone(),
+                    source,
+                },
+                Some(_) => JournalError::StateDir {
+                    path: dir.clone(),
+                    source,
+                },
             })?;
-        Ok(dir)
+        self.secure_run(run_id)
     }
 }
 
@@ -341,6 +356,108 @@ pub fn check_private_dir(dir: &Path) -> std::io::Result<()> {
         )));
     }
     Ok(())
+}
+
+/// What `secure_run` found and did: a directory or file others could read, tightened.
+pub type Tightened = Vec<String>;
+
+/// Opens `path` without following a link (a directory when `dir`), checks what it opened
+/// (a real directory or regular file of this user that group and others cannot write) and
+/// takes read access away from group and others (mode 0700 / 0600) when they have it,
+/// saying so. Checks and the change act on the opened descriptor, so a link swapped in
+/// between cannot redirect them.
+fn secure_path(path: &Path, dir: bool, notes: &mut Tightened) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let refuse = |why: String| std::io::Error::new(std::io::ErrorKind::PermissionDenied, why);
+    // Not blocking on a planted FIFO either.
+    let flags = libc::O_NOFOLLOW
+        | if dir {
+            libc::O_DIRECTORY
+        } else {
+            libc::O_NONBLOCK
+        };
+    let f = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+        Ok(f) => f,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+            return Err(refuse(format!(
+                "{} is a symbolic link or not a {}; drctl keeps state only in real files and directories of its own (remove it, or choose another state directory with --state-dir)",
+                path.display(),
+                if dir { "directory" } else { "file" }
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = f.metadata()?;
+    let what = if dir { "directory" } else { "file" };
+    if (dir && !meta.is_dir()) || (!dir && !meta.is_file()) {
+        return Err(refuse(format!(
+            "{} is not a {what}; remove it, or choose another state directory with --state-dir",
+            path.display()
+        )));
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let me = unsafe { libc::getuid() };
+    if meta.uid() != me {
+        return Err(refuse(format!(
+            "{} belongs to another user (uid {}); drctl trusts only state of its own: remove it as that user, or choose another state directory with --state-dir",
+            path.display(),
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(refuse(format!(
+            "{} is writable by group or others (mode {mode:04o}), so its content cannot be trusted; check it, then fix it with `chmod go-w {}`",
+            path.display(),
+            path.display()
+        )));
+    }
+    if mode & 0o077 != 0 {
+        let private = mode & !0o077;
+        f.set_permissions(fs::Permissions::from_mode(private))?;
+        notes.push(format!(
+            "the state {what} {} was readable by group or others (mode {mode:04o}); drctl made it private (mode {private:04o})",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+impl LocalStore {
+    /// Checks the state a run is kept in before it is trusted or written: the state
+    /// directory, `runs/`, the run's directory, and its journal and audit log when they
+    /// exist. A link, another user's, or a group/other-writable one is refused with the fix;
+    /// one only readable by others is made private, with a note for the operator.
+    pub fn secure_run(&self, run_id: &str) -> Result<Tightened, JournalError> {
+        // A run id is one name in `runs/`, never a path out of it.
+        if run_id.is_empty() || run_id == "." || run_id == ".." || run_id.contains('/') {
+            return Err(JournalError::NotFound(run_id.to_owned()));
+        }
+        let mut notes = Vec::new();
+        let runs = self.root.join("runs");
+        let run = self.run_dir(run_id);
+        let dirs = [self.root.as_path(), runs.as_path(), run.as_path()];
+        let files = [self.journal_path(run_id), self.audit_path(run_id)];
+        for d in dirs {
+            match secure_path(d, true, &mut notes) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(notes),
+                r => r.map_err(|source| JournalError::Unsafe {
+                    path: d.to_owned(),
+                    source,
+                })?,
+            }
+        }
+        for f in &files {
+            match secure_path(f, false, &mut notes) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                r => r.map_err(|source| JournalError::Unsafe {
+                    path: f.clone(),
+                    source,
+                })?,
+            }
+        }
+        Ok(notes)
+    }
 }
 
 /// Write `bytes` to `path` atomically: a temp file in the same directory, fsync, rename
@@ -642,6 +759,24 @@ mod tests {
             store.load("r1").expect("load").steps[1].state,
             StepState::Succeeded
         );
+    }
+
+    /// Attack (issue 19, item 3): a run id that climbs out of `runs/` would have drctl check
+    /// (and make private) directories that are not its own.
+    #[test]
+    fn a_run_id_is_never_a_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        let store = LocalStore::new(state.clone());
+        store.ensure_run_dir("r1").expect("dir");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        for id in ["..", "../..", "r1/../..", ""] {
+            let e = store.secure_run(id).expect_err(id);
+            assert!(matches!(e, JournalError::NotFound(_)), "{id}: {e}");
+        }
+        let mode = fs::metadata(dir.path()).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755, "a directory outside the state was left alone");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::backend::{ActionCtx, ActionError, ActionResult};
 use crate::backends::process::{self, Keep, MAX_CAPTURE, Reading, RunError};
-use crate::runbook::action::{Http, HttpMethod, Shell, Sink, Sleep};
+use crate::runbook::action::{Http, HttpMethod, Shell, Sink, Sleep, WITHHELD_CREDENTIALS};
 
 pub use crate::backends::process::EXCERPT_LINES;
 
@@ -23,6 +23,13 @@ fn run_err(e: RunError) -> ActionError {
 
 pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, ActionError> {
     let v = ctx.values;
+    // The run's withheld variables, but for the credentials this step asks for.
+    let scrub: Vec<String> = v
+        .scrub_env
+        .iter()
+        .filter(|k| !(a.inherit_env.contains(k) && WITHHELD_CREDENTIALS.contains(&k.as_str())))
+        .cloned()
+        .collect();
     let mut cmd = if a.argv.is_empty() {
         let script = match &a.script {
             Some(s) => v.render(s, Sink::Command).map_err(render_err)?,
@@ -30,7 +37,7 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
                 return Err(ActionError::failed("shell step has no argv or script"));
             }
         };
-        let mut c = process::command("bash", &v.scrub_env);
+        let mut c = process::command("bash", &scrub);
         c.arg("-euo").arg("pipefail").arg("-c").arg(script);
         c
     } else {
@@ -40,7 +47,7 @@ pub async fn shell(a: &Shell, ctx: &ActionCtx<'_>) -> Result<ActionResult, Actio
             .map(|t| v.render(t, Sink::Shown))
             .collect::<Result<_, _>>()
             .map_err(render_err)?;
-        let mut c = process::command(&argv[0], &v.scrub_env);
+        let mut c = process::command(&argv[0], &scrub);
         c.args(&argv[1..]);
         c
     };

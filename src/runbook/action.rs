@@ -117,7 +117,26 @@ pub struct Shell {
     /// installer script). Needs an operator: under `--yes` the run stops here.
     #[serde(default)]
     pub tty: bool,
+    /// Credentials of drctl's own environment (`WITHHELD_CREDENTIALS`) this command needs,
+    /// for the operator's own tooling (`make`, `terraform`, the `aws` CLI). Without it a
+    /// command sees none of them.
+    #[serde(default)]
+    pub inherit_env: Vec<String>,
 }
+
+/// Credentials drctl may use from its own environment (its Vault and AWS steps run in this
+/// process) but never hands to a child process (a `shell` command, an ssh connection)
+/// unless a `shell` step names them in `inherit_env`. AWS's key id goes with its secret:
+/// a command given one without the other would fail on the half it has instead of using
+/// its own profile.
+pub const WITHHELD_CREDENTIALS: &[&str] = &[
+    "VAULT_TOKEN",
+    "BAO_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+];
 
 impl ActionSpec for Shell {
     fn mutates(&self) -> bool {

@@ -78,6 +78,18 @@ pub fn read_file(path: &Path) -> Result<Entry, CatalogError> {
     })
 }
 
+/// This binary's own copy of the built-in runbook `name` (never a user file of that name).
+pub fn builtin(name: &str) -> Option<Entry> {
+    BUILTIN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(n, text)| Entry {
+            name: (*n).to_owned(),
+            origin: Origin::Builtin,
+            text: Arc::from(*text),
+        })
+}
+
 /// The known runbooks, sorted by name.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {

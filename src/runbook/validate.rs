@@ -464,6 +464,7 @@ impl Validator<'_> {
                     );
                 }
                 self.env_names(&a.env, pos, &at);
+                self.inherit_env(&a.inherit_env, pos, &at);
             }
             Action::Input(a) => {
                 if let Some(p) = &a.pattern
@@ -784,6 +785,40 @@ impl Validator<'_> {
         }
     }
 
+    /// `shell.inherit_env`: names of variables, of credentials drctl withholds; drctl's own
+    /// variables never (an input reaches a command through `env`).
+    fn inherit_env(&mut self, names: &[String], pos: Pos, at: &str) {
+        use super::action::WITHHELD_CREDENTIALS;
+        for k in names {
+            if !is_env_name(k) {
+                self.error(
+                    pos,
+                    format!("{at}`inherit_env`: `{k}` is not an environment variable name"),
+                );
+            } else if k.starts_with("DRCTL_") {
+                self.hint(
+                    pos,
+                    format!("{at}`inherit_env`: `{k}` is drctl's own variable, never passed on"),
+                    "give the command the input it carries in `env`: `env: { NAME: \"{{ inputs.NAME }}\" }`",
+                );
+            } else if !WITHHELD_CREDENTIALS.contains(&k.as_str()) {
+                let d = Diagnostic::warning(
+                    self.file,
+                    self.source,
+                    pos,
+                    format!(
+                        "{at}`inherit_env`: `{k}` is not a credential drctl withholds, so the command sees it anyway"
+                    ),
+                )
+                .with_hint(format!(
+                    "`inherit_env` takes {}; other variables reach every command (a secret input reaches one through `env`)",
+                    WITHHELD_CREDENTIALS.join(", ")
+                ));
+                self.diags.push(d);
+            }
+        }
+    }
+
     /// A template field: syntax, references, and whether a secret would be shown.
     fn text(&mut self, t: &Text, sink: Sink, scope: Scope) {
         if !t.is_template() {
@@ -1096,6 +1131,13 @@ fn first_line(s: &str) -> &str {
     s.lines().last().unwrap_or(s).trim()
 }
 
+/// `NAME_1`: an environment variable name.
+fn is_env_name(k: &str) -> bool {
+    !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// `a-b_c1`: ids of runbooks and steps.
 pub fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
@@ -1268,6 +1310,27 @@ mod tests {
         );
         let msgs = check_yaml(&src);
         assert!(msgs.is_empty(), "{msgs:?}");
+    }
+
+    /// `shell.inherit_env` (issue 19, item 6): variable names only, never drctl's own, and a
+    /// hint when the name is not a withheld credential.
+    #[test]
+    fn inherit_env_names_withheld_credentials_only() {
+        let ok = check_src(
+            "  - id: a\n    title: A\n    shell: { argv: [make], inherit_env: [AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, VAULT_TOKEN] }\n",
+        );
+        assert!(ok.is_empty(), "{ok:?}");
+        let got = check_src(
+            "  - id: a\n    title: A\n    shell: { argv: [make], inherit_env: [1X, DRCTL_INPUT_TOKEN, HOME] }\n",
+        );
+        assert_eq!(
+            got,
+            vec![
+                "step `a`: `inherit_env`: `1X` is not an environment variable name",
+                "step `a`: `inherit_env`: `DRCTL_INPUT_TOKEN` is drctl's own variable, never passed on",
+                "step `a`: `inherit_env`: `HOME` is not a credential drctl withholds, so the command sees it anyway",
+            ]
+        );
     }
 
     #[test]

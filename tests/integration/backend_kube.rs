@@ -1730,7 +1730,14 @@ steps:
     let old = url_of(&evs);
     assert!(connect_refused(&old), "{old} outlived its drctl process");
 
-    let second = drctl(&["resume", &run_id, "--confirm", "pause"]);
+    let second = drctl(&[
+        "resume",
+        &run_id,
+        "--confirm",
+        "pause",
+        "--runbook",
+        runbook.to_str().expect("utf-8 path"),
+    ]);
     let out = stdout(&second);
     assert_eq!(second.status.code(), Some(0), "{out}\n{}", stderr(&second));
     let evs = events(&out);

@@ -100,7 +100,12 @@ fn sigkill_at_every_step_boundary_and_mid_step_then_resume_runs_each_step_once()
                 "--set".into(),
                 set("log", &log),
             ],
-            Some(id) => vec!["resume".into(), id.clone()],
+            Some(id) => vec![
+                "resume".into(),
+                id.clone(),
+                "--runbook".into(),
+                rb.display().to_string(),
+            ],
         };
         args.extend(["--yes", "--output", "json"].map(String::from));
         for (s, d) in &resolve {
@@ -391,7 +396,15 @@ fn an_interrupted_step_stays_interrupted_until_the_operator_resolves_it() {
     assert_eq!(step_state(&journal(&state, &run_id), "long"), "running");
 
     let resume = |extra: &[&str]| {
-        let mut a = vec!["resume", run_id.as_str(), "--yes", "--take-over-lock"];
+        let rbs = rb.display().to_string();
+        let mut a = vec![
+            "resume",
+            run_id.as_str(),
+            "--yes",
+            "--take-over-lock",
+            "--runbook",
+            rbs.as_str(),
+        ];
         a.extend_from_slice(extra);
         run_drctl(&state, &a)
     };
@@ -865,11 +878,21 @@ fn a_second_run_of_a_runbook_in_progress_is_refused_naming_the_holder() {
         "a refused run leaves no journal behind"
     );
 
-    let o = run_drctl(&state, &["resume", &holder, "--yes"]);
+    let o = run_drctl(&state, &["resume", &holder, "--yes", "--runbook", &rb]);
     assert_eq!(code(&o), 5, "{}", both(&o));
     assert!(names_holder(&o), "{}", both(&o));
 
-    let o = run_drctl(&state, &["resume", &holder, "--yes", "--take-over-lock"]);
+    let o = run_drctl(
+        &state,
+        &[
+            "resume",
+            &holder,
+            "--yes",
+            "--take-over-lock",
+            "--runbook",
+            &rb,
+        ],
+    );
     assert_eq!(
         code(&o),
         5,
@@ -907,7 +930,15 @@ fn a_changed_step_refuses_resume_until_allowed() {
     std::fs::write(&rb, text.replace("finish-v1", "finish-v2")).expect("edit");
     let o = run_drctl(
         &state,
-        &["resume", &run_id, "--yes", "--confirm", "swap-disk"],
+        &[
+            "resume",
+            &run_id,
+            "--yes",
+            "--confirm",
+            "swap-disk",
+            "--runbook",
+            &rbs,
+        ],
     );
     assert_eq!(code(&o), 6, "{}", both(&o));
     let e = stderr(&o);
@@ -927,6 +958,8 @@ fn a_changed_step_refuses_resume_until_allowed() {
         &[
             "resume",
             &run_id,
+            "--runbook",
+            &rbs,
             "--yes",
             "--allow-changed",
             "--confirm",
@@ -965,7 +998,15 @@ fn a_truncated_journal_is_a_clear_error_and_other_runs_are_unaffected() {
 
     let o = run_drctl(
         &state,
-        &["resume", broken, "--yes", "--confirm", "swap-disk"],
+        &[
+            "resume",
+            broken,
+            "--yes",
+            "--confirm",
+            "swap-disk",
+            "--runbook",
+            &rb,
+        ],
     );
     assert_ne!(code(&o), 0, "{}", both(&o));
     let e = stderr(&o);
@@ -993,7 +1034,15 @@ fn a_truncated_journal_is_a_clear_error_and_other_runs_are_unaffected() {
     assert_eq!(code(&o), 0, "{}", both(&o));
     let o = run_drctl(
         &state,
-        &["resume", intact, "--yes", "--confirm", "swap-disk"],
+        &[
+            "resume",
+            intact,
+            "--yes",
+            "--confirm",
+            "swap-disk",
+            "--runbook",
+            &rb,
+        ],
     );
     assert_eq!(code(&o), 0, "the intact run resumes\n{}", both(&o));
 }
@@ -1021,7 +1070,7 @@ fn a_manual_step_under_yes_pauses_until_confirmed_by_name() {
     assert_eq!(std::fs::read_to_string(&log).expect("log"), "prepare\n");
 
     // --yes alone never reports a manual step done.
-    let o = run_drctl(&state, &["resume", &run_id, "--yes"]);
+    let o = run_drctl(&state, &["resume", &run_id, "--yes", "--runbook", &rb]);
     assert_eq!(code(&o), 4, "{}", both(&o));
     assert_eq!(
         step_state(&journal(&state, &run_id), "swap-disk"),
@@ -1030,7 +1079,15 @@ fn a_manual_step_under_yes_pauses_until_confirmed_by_name() {
 
     let o = run_drctl(
         &state,
-        &["resume", &run_id, "--yes", "--confirm", "swap-disk"],
+        &[
+            "resume",
+            &run_id,
+            "--yes",
+            "--confirm",
+            "swap-disk",
+            "--runbook",
+            &rb,
+        ],
     );
     assert_eq!(code(&o), 0, "{}", both(&o));
     let j = journal(&state, &run_id);
@@ -1319,6 +1376,8 @@ fn a_lost_secret_output_is_given_again_by_the_operator_on_resume() {
         &[
             "resume",
             &run_id,
+            "--runbook",
+            &rb,
             "--yes",
             "--confirm",
             "pause",
@@ -1337,7 +1396,15 @@ fn a_lost_secret_output_is_given_again_by_the_operator_on_resume() {
 
     // Given again: the step runs with it, and it reaches no file, event or report.
     let o = run(
-        &["resume", &run_id, "--yes", "--output", "json"],
+        &[
+            "resume",
+            &run_id,
+            "--runbook",
+            &rb,
+            "--yes",
+            "--output",
+            "json",
+        ],
         &[("DRCTL_OUTPUT_TOKEN", &minted)],
     );
     assert_eq!(code(&o), 0, "{}", both(&o));
@@ -1383,6 +1450,8 @@ fn a_lost_secret_output_is_made_again_when_its_step_is_safe_to_rerun() {
         &[
             "resume",
             &run_id,
+            "--runbook",
+            &rb,
             "--yes",
             "--confirm",
             "pause",

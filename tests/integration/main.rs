@@ -18,3 +18,4 @@ mod pty;
 mod schema;
 mod support;
 mod term;
+mod trust;

@@ -185,6 +185,8 @@ fn an_operator_aborts_mid_run_and_the_run_can_be_resumed() {
         .args([
             "resume",
             &run_id,
+            "--runbook",
+            &fixture("engine-pty").display().to_string(),
             "--yes",
             "--set",
             "restore-source=local",
@@ -245,8 +247,13 @@ fn an_operator_marks_an_interrupted_step_done_after_checking() {
         "the step's process died with drctl (it is started with PR_SET_PDEATHSIG)"
     );
 
-    // The operator resumes on a terminal, checks, and says it is done.
+    // The operator resumes on a terminal, confirms the runbook file the journal names,
+    // checks, and says the step is done.
     let mut p = spawn(&state, &["resume", &run_id], &[]);
+    p.expect("began with the runbook file ");
+    p.expect("engine-crash.yaml, as its journal records");
+    p.expect("Continue it with that file?");
+    p.send("y");
     p.expect("Step `long` (Long (runs once, takes a while)) was running when drctl stopped");
     p.expect("What now?");
     p.expect("❯ re-run it");
@@ -317,7 +324,7 @@ fn an_operator_confirms_the_prerequisites_drctl_cannot_check() {
     let run_id = only_run(&state);
     assert_eq!(step_state(&journal(&state, &run_id), "change"), "pending");
 
-    let mut p = spawn(&state, &["resume", &run_id], &[]);
+    let mut p = spawn(&state, &["resume", &run_id, "--runbook", &rb], &[]);
     p.expect("Do you have everything listed above at hand?");
     p.send("y");
     p.confirm_run("Run step `change` (shell)?");

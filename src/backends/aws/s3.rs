@@ -191,7 +191,7 @@ impl AwsBackend {
     ) -> Res<ActionResult> {
         let bucket = render(ctx, &a.bucket)?;
         let key = render(ctx, &a.key)?;
-        let to = PathBuf::from(render(ctx, &a.to)?);
+        let to = crate::backends::process::local_path(&render(ctx, &a.to)?);
         let sha256 = render_opt(ctx, &a.sha256)?.map(|s| s.to_ascii_lowercase());
         if let Some(s) = &sha256
             && (s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()))

@@ -70,7 +70,7 @@ pub(super) async fn ssh_copy(
 ) -> Result<ActionResult, SshError> {
     let host = render(ctx, &a.host, Sink::Shown)?;
     let user = render_user(ctx, a.user.as_ref())?;
-    let local = PathBuf::from(render(ctx, &a.local, Sink::Shown)?);
+    let local = crate::backends::process::local_path(&render(ctx, &a.local, Sink::Shown)?);
     let remote = render(ctx, &a.remote, Sink::Shown)?;
     if remote.is_empty() {
         return Err(SshError::Invalid("ssh.copy: `remote` is empty".into()));

@@ -38,7 +38,7 @@ pub(super) fn s3_newest(a: &S3Newest, r: &Resolver, out: &mut Vec<String>) {
 }
 
 pub(super) fn s3_download(a: &S3Download, r: &Resolver, out: &mut Vec<String>) {
-    let to = word(r, &a.to);
+    let to = local_path_word(r, &a.to);
     out.push(format!(
         "aws s3 cp {} {}{}",
         s3_url(r, &a.bucket, Some(&a.key)),

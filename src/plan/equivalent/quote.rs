@@ -160,6 +160,20 @@ pub(super) fn q(r: &Resolver, t: &Text) -> String {
     word(r, t).quoted()
 }
 
+/// A local path as a word: a leading `~/` stays bare so the shell expands it, as drctl
+/// does (`backends::process::local_path`).
+pub(super) fn local_path_word(r: &Resolver, t: &Text) -> Word {
+    let Word(mut pieces) = word(r, t);
+    if let Some(Piece::Lit(first)) = pieces.first_mut()
+        && let Some(rest) = first.strip_prefix("~/")
+    {
+        let rest = rest.to_owned();
+        pieces.splice(0..1, [Piece::Raw("~/".into()), Piece::Lit(rest)]);
+        pieces.retain(|p| !matches!(p, Piece::Lit(s) if s.is_empty()));
+    }
+    Word(pieces)
+}
+
 /// Rendered values as the command template writes them: shell-quoted words, and bare
 /// `<name>` placeholders. Anything else (a value marked `| raw`) stays literal.
 pub(super) fn unquote(s: &str) -> Word {

@@ -30,7 +30,7 @@ pub(super) fn run(a: &SshRun, r: &Resolver, out: &mut Vec<String>) {
 pub(super) fn copy(a: &SshCopy, r: &Resolver, out: &mut Vec<String>) {
     let target = ssh_target(r, &a.host, a.user.as_ref());
     let host_path = |path: &str| format!("{target}:{path}");
-    let local = q(r, &a.local);
+    let local = local_path_word(r, &a.local).quoted();
     let remote = q(r, &a.remote);
     let mode = a.mode.as_deref().map(shell_quote);
     match (a.direction, a.sudo) {

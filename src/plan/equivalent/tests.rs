@@ -693,3 +693,16 @@ fn every_action_is_in_the_bash_check() {
         .collect();
     assert!(missing.is_empty(), "not in ALL: {missing:?}");
 }
+
+/// A local path under `~/` prints as the shell expands it (drctl does the same).
+#[test]
+fn local_paths_under_home_keep_the_tilde_bare() {
+    assert_eq!(
+        render("s3.download: { bucket: b, key: k, to: '~/my dir/snapshot.db' }"),
+        lines(&["aws s3 cp s3://b/k ~/'my dir/snapshot.db'"])
+    );
+    assert_eq!(
+        render("ssh.copy: { host: h, direction: upload, local: ~/x.db, remote: /tmp/x.db }"),
+        lines(&["scp ~/x.db h:/tmp/x.db"])
+    );
+}
