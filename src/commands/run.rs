@@ -701,6 +701,8 @@ pub fn run(catalog: &Catalog, start: Start, args: &RunArgs, color: bool) -> Resu
         ));
         deferred.clear();
     }
+    // Asked when first needed; until then shown as placeholders.
+    values.secret_names.extend(deferred.iter().cloned());
     values.scrub_env = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
         .filter(|k| {

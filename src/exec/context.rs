@@ -130,8 +130,15 @@ impl Values {
         for name in self.lost_secrets.keys() {
             outputs.insert(name.clone(), placeholder(name));
         }
+        let mut inputs = mask(&self.inputs);
+        // Secrets not asked yet (asked when first needed) show as placeholders too.
+        for name in &self.secret_names {
+            if !inputs.contains_key(name) && !outputs.contains_key(name) {
+                inputs.insert(name.clone(), placeholder(name));
+            }
+        }
         minijinja::context! {
-            inputs => mask(&self.inputs),
+            inputs => inputs,
             outputs => outputs,
             run => self.run_context(),
             result => result,

@@ -228,6 +228,8 @@ impl Prompter for TtyPrompter {
             return Ok(Password::with_theme(&self.theme)
                 .with_prompt(prompt)
                 .allow_empty_password(true)
+                // No "✔ prompt · ****" line: a refused answer would look accepted.
+                .report(false)
                 .interact_on(&self.term)?);
         }
         let mut q = Input::<String>::with_theme(&self.theme)

@@ -1786,7 +1786,7 @@ fn no_kubeconfig_and_no_service_account_say_where_drctl_looked() {
     let (ok, all) = run(&[]);
     assert!(!ok, "{all}");
     assert!(
-        all.contains("the in-cluster service account (no kubeconfig found)")
+        all.contains("KUBECONFIG is not set, ~/.kube/config does not exist, and drctl is not running in a pod (no service account)")
             && all.contains("check KUBECONFIG, --kubeconfig and --context"),
         "{all}"
     );

@@ -84,10 +84,20 @@ fn a_rehearsal_without_a_kubeconfig_says_it_once_and_asks_for_no_secret() {
             "check-vault-pod",
             "port-forward",
             "vault-status",
-            "unseal",
         ] {
             assert!(blocked.contains(&id), "{id} blocked: {blocked:?}\n{all}");
         }
+        // A change is still shown as it would run: that is what a rehearsal is for.
+        assert!(
+            evs.iter().any(|e| e["event"] == "step_finished"
+                && e["id"] == "unseal"
+                && e["outcome"] == "would_run"),
+            "{all}"
+        );
+        assert!(
+            !all.contains("{{ outputs."),
+            "no raw template is shown: {all}"
+        );
         let finished = evs
             .iter()
             .find(|e| e["event"] == "run_finished")

@@ -96,10 +96,21 @@ impl Engine<'_> {
         {
             self.causes.by_system.entry(system).or_insert(n);
         }
+        self.outputs_not_made(n, id, outputs);
+    }
+
+    /// The outputs of a step that failed or was not tried: what needs them is blocked
+    /// by the same cause, and a change that uses them shows a placeholder.
+    fn outputs_not_made(&mut self, n: usize, id: &str, outputs: &[Output]) {
         for o in outputs {
-            self.causes
-                .by_output
-                .insert(o.name.value.clone(), (n, id.to_owned()));
+            let name = o.name.value.clone();
+            self.values.outputs.insert(
+                name.clone(),
+                minijinja::Value::from(format!(
+                    "<{name} from step {id}: not made in this rehearsal>"
+                )),
+            );
+            self.causes.by_output.insert(name, (n, id.to_owned()));
         }
     }
 
@@ -155,11 +166,13 @@ impl Engine<'_> {
             Some("--dry-run"),
         )?;
         self.finished(id, StepOutcome::Blocked { reason }, started.elapsed());
-        for o in outputs {
-            self.causes
-                .by_output
-                .insert(o.name.value.clone(), (n, id.to_owned()));
-        }
+        self.outputs_not_made(n, id, outputs);
+        self.also_blocks(n, id);
+        Ok(Flow::Next)
+    }
+
+    /// Name `id` under cause `n` in the report.
+    pub(super) fn also_blocks(&mut self, n: usize, id: &str) {
         let cause = &mut self.causes.list[n];
         cause.blocked.push(id.to_owned());
         let text = format!(
@@ -176,7 +189,6 @@ impl Engine<'_> {
         if let Some(e) = list.get_mut(i) {
             *e = text;
         }
-        Ok(Flow::Next)
     }
 }
 

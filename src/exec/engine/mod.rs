@@ -361,6 +361,13 @@ impl Engine<'_> {
         for p in &rb.prerequisites {
             let Some(check) = &p.check else { continue };
             let id = p.id.value.clone();
+            if self.opts.dry_run
+                && let Some((n, _)) = self.blocked_by(&check.action)
+            {
+                // The same system failed an earlier check: said once.
+                self.also_blocks(n, &id);
+                continue;
+            }
             let res = {
                 let operator = self.operator();
                 let ctx = ActionCtx {

@@ -37,7 +37,12 @@ impl Engine<'_> {
         if let Break(flow) = self.when_condition(step, &id, started, cleanup)? {
             return Ok(flow);
         }
-        if dry && let Some(cause) = self.blocked_by(&step.action) {
+        // A read that would meet a cause already reported is not tried; a change is
+        // still shown as it would run (what the rehearsal is for).
+        if dry
+            && !step.action.mutates()
+            && let Some(cause) = self.blocked_by(&step.action)
+        {
             return self.blocked(&id, &step.outputs, cause, started);
         }
 
@@ -248,7 +253,7 @@ impl Engine<'_> {
         let id = id.to_owned();
         // A backend shows what would change against the live system (its read-only
         // half: ctx.dry_run is set); local commands and manual work are only shown.
-        if performed_by_backend(&step.action) {
+        if performed_by_backend(&step.action) && self.blocked_by(&step.action).is_none() {
             match self.once(step).await {
                 Ok(res) => {
                     let red = self.bus.redactor().clone();
