@@ -511,6 +511,8 @@ pub struct OpenBao {
     cluster_port: u16,
     config: PathBuf,
     transit: Option<(String, String)>,
+    /// Extra TLS listeners: (certificate chain PEM, key PEM, port).
+    tls: Vec<(PathBuf, PathBuf, u16)>,
     base: Base,
 }
 
@@ -536,7 +538,30 @@ impl OpenBao {
         (bao, init)
     }
 
+    /// Starts, initialises and unseals a server that also listens with TLS, once per
+    /// (certificate, key) given, each on its own port (`tls_ports`): a valid, an expired
+    /// and a wrongly named certificate can be served side by side. The lab itself keeps
+    /// talking to the plain listener.
+    pub fn start_unsealed_with_tls(certs: &[(PathBuf, PathBuf)]) -> (OpenBao, BaoInit) {
+        let bao = OpenBao::start_inner_with(None, certs);
+        let init = bao.init(3, 2);
+        bao.unseal(&init.keys[..2]);
+        (bao, init)
+    }
+
+    /// The ports of the TLS listeners, in the order their certificates were given.
+    pub fn tls_ports(&self) -> Vec<u16> {
+        self.tls.iter().map(|t| t.2).collect()
+    }
+
     fn start_inner(transit: Option<(String, String)>) -> OpenBao {
+        OpenBao::start_inner_with(transit, &[])
+    }
+
+    fn start_inner_with(
+        transit: Option<(String, String)>,
+        certs: &[(PathBuf, PathBuf)],
+    ) -> OpenBao {
         bao_bin();
         let base = Base::new("openbao");
         let data = base.path().join("data");
@@ -548,10 +573,15 @@ impl OpenBao {
             cluster_port: 0,
             config,
             transit,
+            tls: Vec::new(),
             base,
         };
         start_retrying("OpenBao", || {
             (bao.port, bao.cluster_port) = free_port_pair();
+            bao.tls = certs
+                .iter()
+                .map(|(c, k)| (c.clone(), k.clone(), free_port()))
+                .collect();
             bao.write_config();
             bao.spawn_and_wait()
         });
@@ -579,13 +609,22 @@ listener "tcp" {{
   tls_disable                      = true
   disable_unauthed_rekey_endpoints = false
 }}
-{seal}api_addr     = "http://127.0.0.1:{port}"
+{tls}{seal}api_addr     = "http://127.0.0.1:{port}"
 cluster_addr = "http://127.0.0.1:{cluster}"
 ui           = false
 "#,
             data = data.display(),
             port = self.port,
             cluster = self.cluster_port,
+            tls = self
+                .tls
+                .iter()
+                .map(|(cert, key, port)| format!(
+                    "listener \"tcp\" {{\n  address       = \"127.0.0.1:{port}\"\n  tls_cert_file = \"{}\"\n  tls_key_file  = \"{}\"\n}}\n",
+                    cert.display(),
+                    key.display()
+                ))
+                .collect::<String>(),
         );
         std::fs::write(&self.config, text).expect("write config.hcl");
     }

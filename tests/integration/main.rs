@@ -18,4 +18,5 @@ mod pty;
 mod schema;
 mod support;
 mod term;
+mod tls;
 mod trust;

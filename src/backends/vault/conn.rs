@@ -155,6 +155,53 @@ where
     s.parse::<T>().map_err(|e| e.to_string())
 }
 
+/// A request that got no answer: a TLS verification failure (which waiting does not
+/// fix, and which says which variable to set) or an unreachable server.
+pub(super) fn not_reached(addr: &str, detail: String) -> VaultError {
+    let d = detail.to_ascii_lowercase();
+    let hint = if d.contains("expired") || d.contains("notvalidyet") || d.contains("not valid yet")
+    {
+        Some(
+            "the server's certificate is outside its validity period (expired, or the clock is wrong): renew the certificate",
+        )
+    } else if d.contains("notvalidforname")
+        || d.contains("not valid for name")
+        || d.contains("hostname mismatch")
+    {
+        Some(
+            "the certificate is not valid for the host name in the address: use a name it was issued for in VAULT_ADDR (or the step's `addr`)",
+        )
+    } else if d.contains("unknownissuer")
+        || d.contains("unknown issuer")
+        || d.contains("self signed")
+        || d.contains("self-signed")
+        || d.contains("unable to get local issuer")
+    {
+        Some(
+            "the CA that signed it is not trusted: give its PEM file in VAULT_CACERT, or a directory of CA files in VAULT_CAPATH",
+        )
+    } else if d.contains("certificate")
+        && (d.contains("invalid") || d.contains("tls") || d.contains("handshake"))
+    {
+        Some(
+            "check the certificate against VAULT_CACERT / VAULT_CAPATH and the host name in VAULT_ADDR",
+        )
+    } else {
+        None
+    };
+    match hint {
+        Some(hint) => VaultError::Tls {
+            addr: addr.to_owned(),
+            detail,
+            hint,
+        },
+        None => VaultError::Unreachable {
+            addr: addr.to_owned(),
+            detail,
+        },
+    }
+}
+
 /// An error and its causes on one line (reqwest's top-level message alone says little).
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
@@ -294,10 +341,10 @@ impl Conn {
         }
         let addr = self.addr.clone();
         let fut = async move {
-            let resp = req.send().await.map_err(|e| VaultError::Unreachable {
-                addr: addr.clone(),
-                detail: error_chain(&e),
-            })?;
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| not_reached(&addr, error_chain(&e)))?;
             let status = resp.status().as_u16();
             let bytes = resp.bytes().await.map_err(|e| VaultError::Unreachable {
                 addr: addr.clone(),
@@ -420,10 +467,7 @@ impl Conn {
                 }
                 self.classify(ctx, what, code, &detail).await
             }
-            other => VaultError::Unreachable {
-                addr: self.addr.clone(),
-                detail: error_chain(&other),
-            },
+            other => not_reached(&self.addr, error_chain(&other)),
         }
     }
 

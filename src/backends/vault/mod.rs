@@ -55,6 +55,14 @@ pub enum VaultError {
     )]
     Unreachable { addr: String, detail: String },
     #[error(
+        "cannot verify the TLS certificate of Vault at {addr} ({detail}); {hint}; drctl connects unverified only when VAULT_SKIP_VERIFY=true"
+    )]
+    Tls {
+        addr: String,
+        detail: String,
+        hint: &'static str,
+    },
+    #[error(
         "Vault at {addr} is sealed, so {what} cannot run; unseal it first (vault.unseal, or wait for the auto-unseal: vault.wait-unsealed)"
     )]
     Sealed { addr: String, what: String },
@@ -128,6 +136,8 @@ impl From<VaultError> for ActionError {
                     | VaultError::Invalid(_)
                     | VaultError::Template(_) => ErrorKind::Invalid,
                     VaultError::Unreachable { .. } => ErrorKind::Unreachable,
+                    // Waiting does not fix a certificate.
+                    VaultError::Tls { .. } => ErrorKind::Unauthorised,
                     VaultError::BadToken { .. } => ErrorKind::Unauthorised,
                     VaultError::PermissionDenied { .. } => ErrorKind::Forbidden,
                     VaultError::NoMount { .. }

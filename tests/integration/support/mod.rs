@@ -9,6 +9,7 @@
 //! - [`harness`], [`operator`], [`events`]: one action of a backend run in-process, with a
 //!   scripted operator, and the events it emitted;
 //! - [`kube`]: a cluster's state read with kubectl;
+//! - [`tls`]: a lab certificate authority and the server certificates it signs;
 //! - [`worker`]: a background loop stopped on drop;
 //! - [`base64`].
 //!
@@ -24,4 +25,5 @@ pub mod kube;
 pub mod operator;
 pub mod process;
 pub mod secrets;
+pub mod tls;
 pub mod worker;
