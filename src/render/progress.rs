@@ -260,14 +260,16 @@ impl Reporter for HumanReporter {
                 self.line("");
                 if *mode == Mode::Rehearsal {
                     self.line(&format!(
-                        "Rehearsal report: {would_run} step(s) would change things, {succeeded} read(s) and check(s) passed, {} problem(s)",
+                        "Rehearsal report: {would_run} step(s) would change things, {succeeded} step(s) ran and passed (reads, checks, decisions), {} problem(s)",
                         problems.len()
                     ));
                     for p in problems {
                         self.line(&format!("  - {p}"));
                     }
-                    if problems.is_empty() {
+                    if problems.is_empty() && caveats.is_empty() {
                         self.line("  no problems found: the real run has what it needs");
+                    } else if problems.is_empty() {
+                        self.line("  no problems found before the first change the rehearsal did not make; what follows it could not be checked:");
                     }
                     if !caveats.is_empty() {
                         self.line(&format!(
