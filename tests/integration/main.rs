@@ -10,6 +10,7 @@ mod e2e;
 mod engine;
 mod fixtures;
 mod fuzz;
+mod fuzz_regressions;
 mod lab;
 mod print;
 mod pty;
