@@ -6,6 +6,8 @@ pub mod backends;
 pub mod cli;
 pub mod commands;
 pub mod exec;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod plan;
 pub mod render;
 pub mod runbook;

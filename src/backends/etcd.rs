@@ -129,6 +129,124 @@ impl Tool {
     }
 }
 
+/// What the probe script printed: the tool on the target and the snapshot file's state
+/// (`missing`, `other` or `file` with its size).
+#[derive(Debug)]
+pub(crate) struct Probe {
+    tool: Option<Tool>,
+    file: &'static str,
+    size: u64,
+}
+
+/// Reads the probe's `tool NAME VERSION...` and `snap file|other|missing` lines.
+pub(crate) fn parse_probe(stdout: &str) -> Probe {
+    let mut probe = Probe {
+        tool: None,
+        file: "missing",
+        size: 0,
+    };
+    for l in stdout.lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        match w.as_slice() {
+            ["tool", "none"] => {}
+            ["tool", name, rest @ ..] => {
+                let version = rest.last().copied().unwrap_or("version unknown").to_owned();
+                probe.tool = Some(Tool {
+                    name: if *name == "etcdutl" {
+                        "etcdutl"
+                    } else {
+                        "etcdctl"
+                    },
+                    version,
+                });
+            }
+            ["snap", "file", n] => {
+                probe.file = "file";
+                probe.size = n.parse().unwrap_or(0);
+            }
+            ["snap", "other"] => probe.file = "other",
+            _ => {}
+        }
+    }
+    probe
+}
+
+/// The fields of `snapshot status -w json` drctl uses.
+#[derive(Debug)]
+pub(crate) struct StatusJson {
+    hash: u64,
+    revision: i64,
+    total_keys: u64,
+    total_size: u64,
+    version: Option<String>,
+}
+
+/// Why `snapshot status -w json` output could not be read.
+#[derive(Debug)]
+pub(crate) enum StatusProblem {
+    /// No line of the output is a JSON object.
+    NoJson,
+    /// JSON without the numbers drctl needs.
+    Unexpected(serde_json::Value),
+}
+
+/// Reads the first JSON line of `snapshot status -w json`.
+pub(crate) fn parse_status(stdout: &str) -> Result<StatusJson, StatusProblem> {
+    let json = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with('{'))
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .ok_or(StatusProblem::NoJson)?;
+    let num = |k: &str| json.get(k).and_then(serde_json::Value::as_u64);
+    let (Some(hash), Some(total_keys), Some(total_size)) =
+        (num("hash"), num("totalKey"), num("totalSize"))
+    else {
+        return Err(StatusProblem::Unexpected(json));
+    };
+    let revision = json
+        .get("revision")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0);
+    let version = json
+        .get("version")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    Ok(StatusJson {
+        hash,
+        revision,
+        total_keys,
+        total_size,
+        version,
+    })
+}
+
+/// The integrity script's verdict: `verified`, `absent` or `unchecked`; None for a
+/// `mismatch` (the snapshot is damaged).
+pub(crate) fn parse_integrity(verdict: &str) -> Option<&'static str> {
+    match verdict.split_whitespace().next() {
+        Some("verified") => Some("verified"),
+        Some("absent") => Some("absent"),
+        Some("mismatch") => None,
+        _ => Some("unchecked"),
+    }
+}
+
+/// Everything drctl reads from etcd's tools, for the fuzz targets (`fuzz/`): the probe, the
+/// status JSON, the integrity verdict, a Go program's stderr and version strings.
+#[doc(hidden)]
+pub fn fuzz_outputs(text: &str) {
+    let probe = parse_probe(text);
+    if let Some(t) = &probe.tool {
+        let _ = (t.status_cmd(text), t.restore_cmd(text, text));
+        let _ = version_at_least(&t.version, 3, 6);
+    }
+    let _ = parse_status(text);
+    let _ = parse_integrity(text);
+    let _ = go_error(text);
+    let _ = version_at_least(text, 3, 5);
+    let _ = trim_dir(text);
+}
+
 /// What `snapshot status` and the SHA-256 trailer say about a snapshot file.
 #[derive(Debug)]
 struct SnapStatus {
@@ -233,32 +351,7 @@ async fn snapshot_status(
          if [ -f {s} ]; then echo \"snap file $(wc -c < {s} | tr -d ' ')\"; elif [ -e {s} ]; then echo 'snap other'; else echo 'snap missing'; fi"
     );
     let p = quiet(t, ctx, &probe, sudo).await?;
-    let mut tool = None;
-    let mut file = "missing";
-    let mut size: u64 = 0;
-    for l in p.stdout.lines() {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        match w.as_slice() {
-            ["tool", "none"] => {}
-            ["tool", name, rest @ ..] => {
-                let version = rest.last().copied().unwrap_or("version unknown").to_owned();
-                tool = Some(Tool {
-                    name: if *name == "etcdutl" {
-                        "etcdutl"
-                    } else {
-                        "etcdctl"
-                    },
-                    version,
-                });
-            }
-            ["snap", "file", n] => {
-                file = "file";
-                size = n.parse().unwrap_or(0);
-            }
-            ["snap", "other"] => file = "other",
-            _ => {}
-        }
-    }
+    let Probe { tool, file, size } = parse_probe(&p.stdout);
     let Some(tool) = tool else {
         return Err(EtcdError::NoTool(format!(
             "neither etcdutl nor etcdctl is installed on {on}{}; install the etcd client tools of the cluster's etcd version \
@@ -323,33 +416,23 @@ async fn snapshot_status(
             }
         )));
     }
-    let json = e
-        .stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with('{'))
-        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .ok_or_else(|| {
-            EtcdError::Failed(format!(
+    let StatusJson {
+        hash,
+        revision,
+        total_keys,
+        total_size,
+        version,
+    } = parse_status(&e.stdout).map_err(|problem| {
+        EtcdError::Failed(match problem {
+            StatusProblem::NoJson => format!(
                 "on {on}: `{cmd}` printed no JSON status: {}",
                 e.stdout.trim()
-            ))
-        })?;
-    let num = |k: &str| json.get(k).and_then(serde_json::Value::as_u64);
-    let (Some(hash), Some(total_keys), Some(total_size)) =
-        (num("hash"), num("totalKey"), num("totalSize"))
-    else {
-        return Err(EtcdError::Failed(format!(
-            "on {on}: `{cmd}` answered an unexpected status: {json}"
-        )));
-    };
-    let revision = json
-        .get("revision")
-        .and_then(serde_json::Value::as_i64)
-        .unwrap_or(0);
-    let version = json
-        .get("version")
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_owned);
+            ),
+            StatusProblem::Unexpected(json) => {
+                format!("on {on}: `{cmd}` answered an unexpected status: {json}")
+            }
+        })
+    })?;
     // bolt may read a cut-off file without faulting when the lost pages are unused.
     if size < total_size {
         return Err(EtcdError::Corrupt(format!(
@@ -372,16 +455,11 @@ async fn snapshot_status(
     );
     let i = quiet(t, ctx, &integrity_script, sudo).await?;
     let verdict = i.stdout.trim();
-    let integrity = match verdict.split_whitespace().next() {
-        Some("verified") => "verified",
-        Some("absent") => "absent",
-        Some("mismatch") => {
-            return Err(EtcdError::Corrupt(format!(
-                "the snapshot {snap} on {on} is damaged: its content does not match the SHA-256 that `etcdctl snapshot save` \
-                 appended ({verdict}). Do not restore it: fetch the file again or use another snapshot"
-            )));
-        }
-        _ => "unchecked",
+    let Some(integrity) = parse_integrity(verdict) else {
+        return Err(EtcdError::Corrupt(format!(
+            "the snapshot {snap} on {on} is damaged: its content does not match the SHA-256 that `etcdctl snapshot save` \
+             appended ({verdict}). Do not restore it: fetch the file again or use another snapshot"
+        )));
     };
     Ok(SnapStatus {
         hash,

@@ -11,6 +11,7 @@ mod e2e;
 mod engine;
 mod fixtures;
 mod fuzz;
+mod fuzz_regressions;
 mod lab;
 mod operator_time;
 mod print;

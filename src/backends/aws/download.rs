@@ -310,6 +310,49 @@ fn read_state(path: &Path) -> Option<State> {
     serde_json::from_str(&text).ok()
 }
 
+/// The part sizes drctl downloads with (`DRCTL_S3_PART_SIZE_MB`: 1 to 1024 MiB).
+const PART_SIZES: std::ops::RangeInclusive<u64> = (1 << 20)..=(1 << 30);
+
+/// Whether a sidecar left on disk (by a crashed or interrupted download) describes this
+/// object version, with a part size drctl writes. Anything else, a garbled file included,
+/// is ignored and the download starts over: a part size of 1 byte would ask for a flag per
+/// byte of a many-GB object, and a wrong one would take the wrong bytes as done.
+fn resumable(s: &State, bucket: &str, key: &str, etag: &str, size: u64) -> bool {
+    s.version == STATE_VERSION
+        && s.bucket == bucket
+        && s.key == key
+        && s.etag == etag
+        && s.size == size
+        && PART_SIZES.contains(&s.part_size)
+        && s.part_size.is_multiple_of(1 << 20)
+}
+
+/// The parts of a `size`-byte object, which of them `done` names, and their bytes.
+fn parts_done(size: u64, part_size: u64, done: &[u64]) -> (u64, Vec<bool>, u64) {
+    let part_size = part_size.max(1);
+    let parts = size.div_ceil(part_size);
+    let mut flags = vec![false; usize::try_from(parts).unwrap_or(0)];
+    for &i in done {
+        if let Some(d) = usize::try_from(i).ok().and_then(|i| flags.get_mut(i)) {
+            *d = true;
+        }
+    }
+    let have = flags.iter().filter(|&&d| d).count() as u64;
+    (parts, flags, have.saturating_mul(part_size).min(size))
+}
+
+/// A download's sidecar (`.part.state`) as drctl reads it on resume, for the fuzz targets
+/// (`fuzz/`): parsed, checked, and turned into the parts to fetch when it passes.
+#[doc(hidden)]
+pub fn fuzz_state(text: &str) {
+    let Ok(st) = serde_json::from_str::<State>(text) else {
+        return;
+    };
+    if resumable(&st, &st.bucket, &st.key, &st.etag, st.size) && st.size <= 64 << 30 {
+        let _ = parts_done(st.size, st.part_size, &st.done);
+    }
+}
+
 /// Written to a temporary file and renamed, so a crash leaves the old or the new list.
 fn write_state(path: &Path, state: &State) -> Res<()> {
     let text = serde_json::to_vec(state).map_err(|e| AwsError::Io {
@@ -355,8 +398,10 @@ pub(super) async fn run(job: Job<'_>, ctx: &ActionCtx<'_>) -> Res<ActionResult> 
             to.display(),
             check.label
         )];
-        if let Some(st) = read_state(&state_path).filter(|s| s.etag == etag && s.size == size) {
-            let have = (st.done.len() as u64 * st.part_size).min(size);
+        if let Some(st) =
+            read_state(&state_path).filter(|s| resumable(s, job.bucket, job.key, &etag, size))
+        {
+            let (_, _, have) = parts_done(size, st.part_size, &st.done);
             lines.push(format!(
                 "a partial download is on disk (`{}`): about {} of {}, it would resume",
                 part_path.display(),
@@ -457,12 +502,7 @@ async fn fetch(
         None
     } else {
         read_state(o.state_path).filter(|s| {
-            s.version == STATE_VERSION
-                && s.bucket == job.bucket
-                && s.key == job.key
-                && s.etag == o.etag
-                && s.size == o.size
-                && s.part_size > 0
+            resumable(s, job.bucket, job.key, o.etag, o.size)
                 && std::fs::metadata(o.part_path).is_ok_and(|m| m.len() == o.size)
         })
     };
@@ -494,16 +534,8 @@ async fn fetch(
     };
     write_state(o.state_path, &state)?;
     let part_size = state.part_size;
-    let parts = o.size.div_ceil(part_size);
-    let mut done = vec![false; parts as usize];
-    for &i in &state.done {
-        if let Some(d) = done.get_mut(i as usize) {
-            *d = true;
-        }
-    }
+    let (parts, mut done, on_disk) = parts_done(o.size, part_size, &state.done);
     let missing: VecDeque<u64> = (0..parts).filter(|&i| !done[i as usize]).collect();
-    let on_disk = (parts - missing.len() as u64) * part_size;
-    let on_disk = on_disk.min(o.size);
     let to_fetch = missing.len();
 
     let file = std::fs::OpenOptions::new()
@@ -999,5 +1031,44 @@ mod tests {
             sidecar(Path::new("/tmp/x/snap.db"), ".part"),
             PathBuf::from("/tmp/x/snap.db.part")
         );
+    }
+
+    /// A sidecar left by a crash and then garbled: a part size drctl never writes (1 byte
+    /// would ask for a flag per byte of the object), another object, or a `done` list
+    /// longer than the object, is never resumed from, and counting its bytes cannot
+    /// overflow (it did: `done.len() * part_size` in the dry run).
+    #[test]
+    fn a_garbled_download_sidecar_is_not_resumed_from() {
+        let st = |part_size: u64, done: Vec<u64>| State {
+            version: STATE_VERSION,
+            bucket: "b".into(),
+            key: "k".into(),
+            etag: "e".into(),
+            size: 100 << 20,
+            part_size,
+            done,
+        };
+        assert!(resumable(&st(16 << 20, vec![0]), "b", "k", "e", 100 << 20));
+        assert!(!resumable(&st(1, vec![0]), "b", "k", "e", 100 << 20));
+        assert!(!resumable(&st(u64::MAX, vec![0]), "b", "k", "e", 100 << 20));
+        assert!(!resumable(
+            &st((16 << 20) + 1, vec![0]),
+            "b",
+            "k",
+            "e",
+            100 << 20
+        ));
+        assert!(!resumable(
+            &st(16 << 20, vec![0]),
+            "b",
+            "other",
+            "e",
+            100 << 20
+        ));
+        let (parts, flags, have) = parts_done(100 << 20, 16 << 20, &[0, 0, 6, 7, u64::MAX]);
+        assert_eq!((parts, flags.len(), have), (7, 7, 32 << 20));
+        assert_eq!(parts_done(10, u64::MAX, &[0; 4]).2, 10);
+        let json = r#"{"version":1,"bucket":"b","key":"k","etag":"e","size":5,"part_size":18446744073709551615,"done":[0,0,0]}"#;
+        fuzz_state(json);
     }
 }

@@ -16,6 +16,8 @@
 
 mod digest;
 mod download;
+#[doc(hidden)]
+pub use download::fuzz_state as fuzz_download_state;
 mod error;
 mod kms;
 mod s3;

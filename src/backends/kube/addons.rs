@@ -35,7 +35,7 @@ async fn list(conn: &Conn, out: &Out<'_>, k: &Kind, ns: Option<&str>) -> Result<
     Ok(l.items.iter().map(watch::to_value).collect())
 }
 
-fn time_of(v: &Value, fields: &[&str]) -> String {
+pub(super) fn time_of(v: &Value, fields: &[&str]) -> String {
     fields
         .iter()
         .map(|f| str_at(v, f))
@@ -48,7 +48,7 @@ fn time_of(v: &Value, fields: &[&str]) -> String {
 // Velero
 // ---------------------------------------------------------------------------------------
 
-fn backup_info(b: &Value) -> Value {
+pub(super) fn backup_info(b: &Value) -> Value {
     let created = time_of(b, &["/status/startTimestamp"]);
     let loc = match str_at(b, "/spec/storageLocation") {
         "" => str_at(b, "/metadata/labels/velero.io~1storage-location"),
@@ -320,7 +320,7 @@ pub(crate) async fn velero_restore(
 
 /// `BACKUP-YYYYMMDD-HHMMSS-XXXX` from the run id (`RUNBOOK-YYYYMMDD-HHMMSS-XXXX`), cut to
 /// the 63 characters Velero puts in its `velero.io/restore-name` label.
-fn restore_name(backup: &str, run_id: &str, runbook: &str) -> String {
+pub(super) fn restore_name(backup: &str, run_id: &str, runbook: &str) -> String {
     let stamp = run_id
         .strip_prefix(runbook)
         .map(|s| s.trim_start_matches('-'))
@@ -337,11 +337,11 @@ fn restore_name(backup: &str, run_id: &str, runbook: &str) -> String {
 
 const REFRESH: &str = "argocd.argoproj.io/refresh";
 
-fn app_ready(v: &Value) -> bool {
+pub(super) fn app_ready(v: &Value) -> bool {
     str_at(v, "/status/sync/status") == "Synced" && str_at(v, "/status/health/status") == "Healthy"
 }
 
-fn app_info(v: &Value) -> Value {
+pub(super) fn app_info(v: &Value) -> Value {
     json!({
         "name": name_of(v),
         "sync": str_at(v, "/status/sync/status"),
@@ -613,7 +613,7 @@ pub(crate) async fn eso_wait(conn: &Conn, a: &EsoWait, out: &mut Out<'_>) -> Res
 // Longhorn
 // ---------------------------------------------------------------------------------------
 
-fn lh_backup_info(b: &Value) -> Value {
+pub(super) fn lh_backup_info(b: &Value) -> Value {
     let created = time_of(b, &["/status/backupCreatedAt"]);
     let volume = match str_at(b, "/status/volumeName") {
         "" => str_at(b, "/metadata/labels/backup-volume"),
@@ -651,7 +651,7 @@ async fn lh_backups(
 }
 
 /// The newest Completed backup per volume.
-fn newest_per_volume(bs: &[Value]) -> BTreeMap<String, Value> {
+pub(super) fn newest_per_volume(bs: &[Value]) -> BTreeMap<String, Value> {
     let mut m: BTreeMap<String, Value> = BTreeMap::new();
     for b in bs.iter().filter(|b| b["state"] == "Completed") {
         let v = b["volume"].as_str().unwrap_or("").to_owned();

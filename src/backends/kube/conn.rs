@@ -121,7 +121,7 @@ pub(crate) fn is_transient(e: &kube::Error) -> bool {
     }
 }
 
-fn is_credential_failure(text: &str) -> bool {
+pub(super) fn is_credential_failure(text: &str) -> bool {
     if tls_failure(text).is_some() {
         return false;
     }

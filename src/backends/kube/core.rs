@@ -248,7 +248,11 @@ pub(crate) async fn get(conn: &Conn, a: &KubeGet, out: &mut Out<'_>) -> Result<V
 }
 
 /// Why one object fails an assertion, or None when it passes.
-fn assertion_failure(asn: &Assertion, equals: Option<&str>, v: &Value) -> Result<Option<String>> {
+pub(super) fn assertion_failure(
+    asn: &Assertion,
+    equals: Option<&str>,
+    v: &Value,
+) -> Result<Option<String>> {
     let segs = path(&asn.path)?;
     let got = field(v, &segs).filter(|x| !x.is_null());
     let shown = got.map(text);
@@ -761,7 +765,7 @@ pub(crate) async fn apply(conn: &Conn, a: &KubeApply, out: &mut Out<'_>) -> Resu
 }
 
 /// For a Secret in a manifest: which keys would change (names only).
-fn secret_doc_changes(live: &Value, doc: &Value) -> Vec<String> {
+pub(super) fn secret_doc_changes(live: &Value, doc: &Value) -> Vec<String> {
     let mut v = doc.clone();
     scrub_value(&mut v);
     let live_keys: BTreeSet<&str> = live
@@ -853,7 +857,7 @@ pub(crate) async fn patch(conn: &Conn, a: &KubePatch, out: &mut Out<'_>) -> Resu
 }
 
 /// Each JSON-patch operation against the live value at its path.
-fn json_patch_preview(live: &Value, ops: &Value) -> Result<Vec<String>> {
+pub(super) fn json_patch_preview(live: &Value, ops: &Value) -> Result<Vec<String>> {
     let ops = ops
         .as_array()
         .ok_or_else(|| KubeError::Invalid("a JSON patch is a list of operations".into()))?;

@@ -11,6 +11,8 @@
 mod addons;
 mod conn;
 mod core;
+#[doc(hidden)]
+pub mod fuzz;
 mod resource;
 mod watch;
 mod workload;

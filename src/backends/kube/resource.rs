@@ -531,7 +531,7 @@ fn show(v: Option<&Value>) -> String {
     }
 }
 
-fn diff_into(prefix: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+pub(super) fn diff_into(prefix: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
     let join = |k: &str| {
         if prefix.is_empty() {
             k.to_owned()
@@ -565,7 +565,7 @@ pub(crate) fn diff_subset(live: &Value, desired: &Value) -> Vec<String> {
     diff(live, &merged)
 }
 
-fn strip_nulls(v: &Value) -> Value {
+pub(super) fn strip_nulls(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
             m.iter()

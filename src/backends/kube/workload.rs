@@ -102,7 +102,10 @@ fn num(v: &Value, p: &str) -> i64 {
 }
 
 /// Whether a workload has rolled out, kubectl's rules; Err for a rollout that cannot end.
-fn rolled_out(kind: WorkloadKind, v: &Value) -> std::result::Result<(bool, String), String> {
+pub(super) fn rolled_out(
+    kind: WorkloadKind,
+    v: &Value,
+) -> std::result::Result<(bool, String), String> {
     let generation = num(v, "/metadata/generation");
     let observed = num(v, "/status/observedGeneration");
     if observed < generation {
@@ -454,7 +457,7 @@ async fn target_pod(
 }
 
 /// The number of the container port called `name` in a pod (JSON form).
-fn named_container_port(pod: &Value, name: &str) -> Option<u16> {
+pub(super) fn named_container_port(pod: &Value, name: &str) -> Option<u16> {
     pod.pointer("/spec/containers")?
         .as_array()?
         .iter()

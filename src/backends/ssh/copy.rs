@@ -52,7 +52,7 @@ fn copied(
     }
 }
 
-fn parse_mode(m: Option<&str>) -> Result<Option<u32>, SshError> {
+pub(super) fn parse_mode(m: Option<&str>) -> Result<Option<u32>, SshError> {
     let Some(m) = m else { return Ok(None) };
     let ok = (3..=4).contains(&m.len()) && m.bytes().all(|b| (b'0'..=b'7').contains(&b));
     match u32::from_str_radix(m, 8) {

@@ -105,7 +105,7 @@ pub(super) async fn classify(
 }
 
 /// `SHA256:...` with its key type, from ssh's changed-key warning.
-fn fingerprint_in(log: &str) -> Option<String> {
+pub(super) fn fingerprint_in(log: &str) -> Option<String> {
     let mut lines = log.lines();
     while let Some(l) = lines.next() {
         if let Some(rest) = l.split("The fingerprint for the ").nth(1) {

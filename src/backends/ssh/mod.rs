@@ -22,6 +22,8 @@
 mod conn;
 mod copy;
 mod diagnose;
+#[doc(hidden)]
+pub mod fuzz;
 mod run;
 
 use std::path::PathBuf;

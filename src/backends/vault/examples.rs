@@ -71,7 +71,7 @@ fn valid_kv_path(p: &str) -> bool {
 }
 
 /// The secrets one example file describes.
-fn parse_example(rel: &str, text: &str) -> Result<Vec<(String, Vec<String>)>, String> {
+pub(super) fn parse_example(rel: &str, text: &str) -> Result<Vec<(String, Vec<String>)>, String> {
     let directive = text.lines().find_map(|l| {
         let l = l.trim();
         let rest = l.strip_prefix('#')?.trim();

@@ -130,7 +130,7 @@ fn names<'a>(keys: impl IntoIterator<Item = &'a String>) -> String {
 }
 
 /// A KV value as the text it was written from (strings as is, others as JSON).
-fn value_text(v: &Value) -> String {
+pub(super) fn value_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),

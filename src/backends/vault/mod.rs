@@ -15,6 +15,8 @@
 
 mod conn;
 mod examples;
+#[doc(hidden)]
+pub mod fuzz;
 mod init;
 mod kv;
 mod rekey;

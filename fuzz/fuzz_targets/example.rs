@@ -1,0 +1,8 @@
+#![no_main]
+//! `drctl::fuzzing::example`: see src/fuzzing.rs.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    drctl::fuzzing::example(data);
+});
