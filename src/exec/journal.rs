@@ -292,25 +292,36 @@ impl LocalStore {
         self.run_dir(run_id).join("audit.jsonl")
     }
 
-    /// Creates the run's directory (mode 0700), then `secure_run`: what was made private
-    /// comes back as notes for the operator.
+    /// Creates the run's directory (mode 0700), then `secure_run` (which checks the state
+    /// directory, `runs/` and the run's directory): what was made private comes back as
+    /// notes for the operator.
     pub fn ensure_run_dir(&self, run_id: &str) -> Result<Tightened, JournalError> {
+        check_run_id(run_id)?;
         let dir = self.run_dir(run_id);
-        create_private_dir(&dir)
-            .and_then(|()| check_private_dir(&self.root))
-            // A refusal of ours carries its reason; an OS error is a failure to create.
-            .map_err(|source| match source.raw_os_error() {
-                None => JournalError::Unsafe {
-                    path: dir.clone(),
-                    source,
-                },
-                Some(_) => JournalError::StateDir {
-                    path: dir.clone(),
-                    source,
-                },
+        private_dirs()
+            .create(&dir)
+            .map_err(|source| JournalError::StateDir {
+                path: dir.clone(),
+                source,
             })?;
         self.secure_run(run_id)
     }
+}
+
+/// A run id is one name in `runs/`, never a path out of it.
+fn check_run_id(run_id: &str) -> Result<(), JournalError> {
+    if run_id.is_empty() || run_id == "." || run_id == ".." || run_id.contains('/') {
+        return Err(JournalError::NotFound(run_id.to_owned()));
+    }
+    Ok(())
+}
+
+/// Creates directories (and parents) with mode 0700.
+fn private_dirs() -> fs::DirBuilder {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true).mode(0o700);
+    b
 }
 
 /// Create a directory (and parents) readable by the owner only, and refuse one that is not
@@ -318,56 +329,25 @@ impl LocalStore {
 /// directory of another user, or one that group or others may write to (they could plant
 /// links or swap the journal).
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    private_dirs().create(dir)?;
     check_private_dir(dir)
 }
 
 /// See `create_private_dir`: an existing directory must be a real one of this user that
-/// group and others cannot write to.
+/// group and others cannot write to (`open_own`).
 pub fn check_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = fs::symlink_metadata(dir)?;
-    let refuse = |why: String| std::io::Error::new(std::io::ErrorKind::PermissionDenied, why);
-    if meta.file_type().is_symlink() || !meta.is_dir() {
-        return Err(refuse(format!(
-            "{} is a symbolic link or not a directory; drctl keeps state only in a real directory of its own (remove it, or choose another with --state-dir)",
-            dir.display()
-        )));
-    }
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let me = unsafe { libc::getuid() };
-    if meta.uid() != me {
-        return Err(refuse(format!(
-            "{} belongs to another user (uid {}); drctl keeps state only in a directory of its own (choose another with --state-dir)",
-            dir.display(),
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(refuse(format!(
-            "{} is writable by group or others (mode {:o}); fix it with `chmod go-w {}`",
-            dir.display(),
-            meta.mode() & 0o7777,
-            dir.display()
-        )));
-    }
-    Ok(())
+    open_own(dir, true).map(|_| ())
 }
 
 /// What `secure_run` found and did: a directory or file others could read, tightened.
 pub type Tightened = Vec<String>;
 
-/// Opens `path` without following a link (a directory when `dir`), checks what it opened
-/// (a real directory or regular file of this user that group and others cannot write) and
-/// takes read access away from group and others (mode 0700 / 0600) when they have it,
-/// saying so. Checks and the change act on the opened descriptor, so a link swapped in
-/// between cannot redirect them.
-fn secure_path(path: &Path, dir: bool, notes: &mut Tightened) -> std::io::Result<()> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+/// Opens `path` without following a link (a directory when `dir`) and checks what it
+/// opened: a real directory or regular file of this user that group and others cannot
+/// write. Returns it with its mode, so what follows acts on the opened descriptor and a
+/// link swapped in between cannot redirect it.
+fn open_own(path: &Path, dir: bool) -> std::io::Result<(File, u32)> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let refuse = |why: String| std::io::Error::new(std::io::ErrorKind::PermissionDenied, why);
     // Not blocking on a planted FIFO either.
     let flags = libc::O_NOFOLLOW
@@ -412,6 +392,15 @@ fn secure_path(path: &Path, dir: bool, notes: &mut Tightened) -> std::io::Result
             path.display()
         )));
     }
+    Ok((f, mode))
+}
+
+/// `open_own`, then takes read access away from group and others (mode 0700 / 0600) when
+/// they have it, saying so.
+fn secure_path(path: &Path, dir: bool, notes: &mut Tightened) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let (f, mode) = open_own(path, dir)?;
+    let what = if dir { "directory" } else { "file" };
     if mode & 0o077 != 0 {
         let private = mode & !0o077;
         f.set_permissions(fs::Permissions::from_mode(private))?;
@@ -429,10 +418,7 @@ impl LocalStore {
     /// exist. A link, another user's, or a group/other-writable one is refused with the fix;
     /// one only readable by others is made private, with a note for the operator.
     pub fn secure_run(&self, run_id: &str) -> Result<Tightened, JournalError> {
-        // A run id is one name in `runs/`, never a path out of it.
-        if run_id.is_empty() || run_id == "." || run_id == ".." || run_id.contains('/') {
-            return Err(JournalError::NotFound(run_id.to_owned()));
-        }
+        check_run_id(run_id)?;
         let mut notes = Vec::new();
         let runs = self.root.join("runs");
         let run = self.run_dir(run_id);

@@ -8,13 +8,15 @@ use std::collections::BTreeSet;
 use crate::runbook::action::ActionSpec;
 use crate::runbook::model::{Runbook, Step};
 
-/// Whether `text` uses input `name`: `inputs.name`, `inputs['name']`, or `inputs` whole
-/// (a subscript by variable, an alias, a loop), which may read any input.
-pub fn mentions_input(text: &str, name: &str) -> bool {
+/// How `text` reaches `root.name` (`root` is `inputs` or `outputs`): by its name
+/// (`root.name`, `root['name']`), and whether it uses `root` whole (a subscript by
+/// variable, an alias, a loop), which may read any of them.
+fn reaches(text: &str, root: &str, name: &str) -> (bool, bool) {
+    let mut whole = false;
     let mut rest = text;
-    while let Some(i) = rest.find("inputs") {
+    while let Some(i) = rest.find(root) {
         let before = &rest[..i];
-        let after = &rest[i + "inputs".len()..];
+        let after = &rest[i + root.len()..];
         rest = after;
         if before.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
             continue;
@@ -27,22 +29,34 @@ pub fn mentions_input(text: &str, name: &str) -> bool {
                 let lit = sub.trim_start();
                 let quoted = [format!("'{name}'"), format!("\"{name}\"")];
                 if quoted.iter().any(|q| lit.starts_with(q.as_str())) {
-                    return true;
+                    return (true, whole);
                 }
                 if lit.starts_with(['\'', '"']) {
                     continue;
                 }
             }
-            // `inputs` whole: it may read this one.
-            return true;
+            whole = true;
+            continue;
         };
         if field.starts_with(name)
             && !field[name.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
         {
-            return true;
+            return (true, whole);
         }
     }
-    false
+    (false, whole)
+}
+
+/// Whether `text` uses input `name`: `inputs.name`, `inputs['name']`, or `inputs` whole,
+/// which may read any input.
+pub fn mentions_input(text: &str, name: &str) -> bool {
+    let (named, whole) = reaches(text, "inputs", name);
+    named || whole
+}
+
+/// Whether `text` names output `name` (`outputs.name`, `outputs['name']`).
+pub fn mentions_output(text: &str, name: &str) -> bool {
+    reaches(text, "outputs", name).0
 }
 
 /// The template texts of a step that are used when it runs, and (`with_action`) those
@@ -72,9 +86,8 @@ pub fn used_by_step<'n>(step: &Step, names: &'n BTreeSet<String>) -> Vec<&'n Str
         .collect()
 }
 
-/// The inputs a rehearsal uses: everything but the fields of actions that change
-/// things (a rehearsal shows those, it does not perform them).
-pub fn used_by_rehearsal(rb: &Runbook) -> BTreeSet<String> {
+/// The template texts of the prerequisites' checks (run before step one).
+fn prerequisite_texts(rb: &Runbook) -> Vec<&str> {
     let mut texts: Vec<&str> = Vec::new();
     for p in &rb.prerequisites {
         if let Some(c) = &p.check {
@@ -82,9 +95,11 @@ pub fn used_by_rehearsal(rb: &Runbook) -> BTreeSet<String> {
                 .visit_texts(&mut |t, _| texts.push(t.value.as_str()));
         }
     }
-    for s in rb.main_steps().chain(rb.cleanup.iter()) {
-        texts.extend(step_texts(s, !s.action.mutates()));
-    }
+    texts
+}
+
+/// The inputs (of the runbook) that one of `texts` uses.
+fn inputs_in(rb: &Runbook, texts: &[&str]) -> BTreeSet<String> {
     rb.inputs
         .keys()
         .filter(|n| texts.iter().any(|t| mentions_input(t, n)))
@@ -92,20 +107,19 @@ pub fn used_by_rehearsal(rb: &Runbook) -> BTreeSet<String> {
         .collect()
 }
 
+/// The inputs a rehearsal uses: everything but the fields of actions that change
+/// things (a rehearsal shows those, it does not perform them).
+pub fn used_by_rehearsal(rb: &Runbook) -> BTreeSet<String> {
+    let mut texts = prerequisite_texts(rb);
+    for s in rb.main_steps().chain(rb.cleanup.iter()) {
+        texts.extend(step_texts(s, !s.action.mutates()));
+    }
+    inputs_in(rb, &texts)
+}
+
 /// The inputs used before step one (prerequisite checks): asked up front.
 pub fn used_before_step_one(rb: &Runbook) -> BTreeSet<String> {
-    let mut texts: Vec<&str> = Vec::new();
-    for p in &rb.prerequisites {
-        if let Some(c) = &p.check {
-            c.action
-                .visit_texts(&mut |t, _| texts.push(t.value.as_str()));
-        }
-    }
-    rb.inputs
-        .keys()
-        .filter(|n| texts.iter().any(|t| mentions_input(t, n)))
-        .cloned()
-        .collect()
+    inputs_in(rb, &prerequisite_texts(rb))
 }
 
 #[cfg(test)]
@@ -124,5 +138,19 @@ mod tests {
         assert!(!mentions_input("{{ myinputs.key }}", "key"));
         assert!(!mentions_input("{{ inputs_x }}", "key"));
         assert!(!mentions_input("no template", "key"));
+    }
+
+    #[test]
+    fn output_references_by_name_only() {
+        assert!(mentions_output("{{ outputs.vault_addr }}/v1", "vault_addr"));
+        assert!(mentions_output("{{ outputs['vault_addr'] }}", "vault_addr"));
+        assert!(mentions_output(
+            "{{ outputs[\"vault_addr\"] }}",
+            "vault_addr"
+        ));
+        assert!(!mentions_output("{{ outputs.vault }}", "vault_addr"));
+        assert!(!mentions_output("{{ outputs.vault_addr }}", "vault"));
+        assert!(mentions_output("{{ outputs.vault.x }}", "vault"));
+        assert!(!mentions_output("{{ outputs | items }}", "vault"));
     }
 }

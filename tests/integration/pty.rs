@@ -41,6 +41,32 @@ fn start(state: &Path, work: &Path, token: &str) -> Pty {
     )
 }
 
+/// engine-pty.yaml started in fresh state and scratch directories, with its secret.
+struct Started {
+    _tmp: tempfile::TempDir,
+    state: std::path::PathBuf,
+    work: std::path::PathBuf,
+    /// Unique per test run; at least 12 characters; never on a command line.
+    token: String,
+    p: Pty,
+}
+
+fn start_fresh() -> Started {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("workdir");
+    let token = unique("PTY-secret");
+    let p = start(&state, &work, &token);
+    Started {
+        _tmp: tmp,
+        state,
+        work,
+        token,
+        p,
+    }
+}
+
 /// The masked prompt for the secret, once `apply` is confirmed.
 fn answer_token(p: &mut Pty, token: &str) {
     p.expect("token (the API token), needed by step `apply`");
@@ -49,13 +75,13 @@ fn answer_token(p: &mut Pty, token: &str) {
 
 #[test]
 fn an_operator_answers_every_kind_of_prompt_on_a_terminal() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let state = tmp.path().join("state");
-    let work = tmp.path().join("work");
-    std::fs::create_dir(&work).expect("workdir");
-    // Unique per test run; at least 12 characters; never on a command line.
-    let token = unique("PTY-secret");
-    let mut p = start(&state, &work, &token);
+    let Started {
+        _tmp,
+        state,
+        work,
+        token,
+        mut p,
+    } = start_fresh();
 
     // The read-only step runs without a question; the mutation asks: Enter on "run".
     p.confirm_run("Run step `apply` (shell)?");
@@ -122,12 +148,13 @@ fn an_operator_answers_every_kind_of_prompt_on_a_terminal() {
 /// the run; the secret is asked only when the step that uses it is about to run.
 #[test]
 fn an_empty_or_short_secret_is_asked_again_with_the_reason() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let state = tmp.path().join("state");
-    let work = tmp.path().join("work");
-    std::fs::create_dir(&work).expect("workdir");
-    let token = unique("PTY-secret");
-    let mut p = start(&state, &work, &token);
+    let Started {
+        _tmp,
+        state: _,
+        work,
+        token,
+        mut p,
+    } = start_fresh();
     // `look` runs before anything is asked: the secret is not needed yet.
     p.expect("Run step `apply` (shell)?");
     assert!(work.join("look.marker").exists(), "{}", p.screen());
@@ -152,13 +179,13 @@ fn an_empty_or_short_secret_is_asked_again_with_the_reason() {
 
 #[test]
 fn an_operator_aborts_mid_run_and_the_run_can_be_resumed() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let state = tmp.path().join("state");
-    let work = tmp.path().join("work");
-    std::fs::create_dir(&work).expect("workdir");
-    // Unique per test run; at least 12 characters; never on a command line.
-    let token = unique("PTY-secret");
-    let mut p = start(&state, &work, &token);
+    let Started {
+        _tmp,
+        state,
+        work,
+        token,
+        mut p,
+    } = start_fresh();
 
     p.expect("Run step `apply` (shell)?");
     p.expect("❯ run");

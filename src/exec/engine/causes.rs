@@ -11,6 +11,7 @@ use super::super::backend::{ActionError, ErrorKind};
 use super::super::events::StepOutcome;
 use super::super::journal::StepState;
 use super::{Engine, EngineError, Flow};
+use crate::exec::needs::mentions_output;
 use crate::runbook::action::{Action, ActionSpec};
 use crate::runbook::model::Output;
 
@@ -52,17 +53,6 @@ pub(super) fn kind_of(e: &ActionError) -> Option<ErrorKind> {
         ActionError::Timeout(_) => Some(ErrorKind::TimedOut),
         _ => None,
     }
-}
-
-/// Whether `text` uses output `name` (`outputs.name` or `outputs['name']`).
-fn mentions_output(text: &str, name: &str) -> bool {
-    let dotted = format!("outputs.{name}");
-    let whole = text.match_indices(&dotted).any(|(i, m)| {
-        !text[i + m.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-    });
-    whole
-        || text.contains(&format!("outputs['{name}']"))
-        || text.contains(&format!("outputs[\"{name}\"]"))
 }
 
 impl Engine<'_> {
@@ -189,19 +179,5 @@ impl Engine<'_> {
         if let Some(e) = list.get_mut(i) {
             *e = text;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outputs_are_found_in_both_spellings() {
-        assert!(mentions_output("{{ outputs.vault_addr }}/v1", "vault_addr"));
-        assert!(mentions_output("{{ outputs['vault_addr'] }}", "vault_addr"));
-        assert!(!mentions_output("{{ outputs.vault }}", "vault_addr"));
-        assert!(!mentions_output("{{ outputs.vault_addr }}", "vault"));
-        assert!(mentions_output("{{ outputs.vault.x }}", "vault"));
     }
 }
